@@ -1,0 +1,165 @@
+"""The ASGI application that hosts an RSGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .connection import ASGIReceive, ASGISend, logger
+from .http import serve_http
+from .lifespan import NEW, RUNNING, STARTING, Lifecycle
+from .websocket import deny_websocket, serve_websocket
+
+__all__ = ["RSGIBridge", "detect_interface", "wrap"]
+
+_current_task = asyncio.current_task
+
+
+def detect_interface(app: Any) -> str:
+    """Tell whether ``app`` is an RSGI app (``"rsgi"``) or an ASGI 3 app (``"asgi"``)."""
+    if hasattr(app, "__rsgi__"):
+        return "rsgi"
+    if not callable(app):
+        raise TypeError(f"cannot wrap {app!r}: it is neither an RSGI nor an ASGI application (not callable)")
+    try:
+        sig = inspect.signature(app)
+    except (TypeError, ValueError):
+        return "rsgi"
+    positional = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    has_varargs = any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
+    if len(positional) == 3:
+        return "asgi"
+    if len(positional) == 2 or has_varargs:
+        return "rsgi"
+    raise TypeError(
+        f"cannot wrap {app!r}: an RSGI app takes (scope, protocol) and an ASGI app (scope, receive, send); "
+        f"this one takes {len(positional)} positional argument(s)"
+    )
+
+
+def _timeout(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds or None, not {value!r}")
+    return float(value)
+
+
+class RSGIBridge:
+    """An ASGI 3 application serving an RSGI application. Build it with :func:`wrap`."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        drain_timeout: float | None = 30.0,
+        startup_timeout: float | None = 60.0,
+        shutdown_timeout: float | None = 30.0,
+        chunk_size: int = 65536,
+        interface: str = "auto",
+    ) -> None:
+        if interface not in ("auto", "rsgi", "asgi"):
+            raise ValueError(f"interface must be 'auto', 'rsgi' or 'asgi', not {interface!r}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+            raise ValueError(f"chunk_size must be a positive int, not {chunk_size!r}")
+        kind = detect_interface(app) if interface == "auto" else interface
+        self.app = app
+        self.interface = kind
+        self.chunk_size = chunk_size
+        self._rsgi: Callable[[Any, Any], Awaitable[Any]] | None = None
+        self._asgi: Callable[[Any, ASGIReceive, ASGISend], Awaitable[None]] | None = None
+        if kind == "rsgi":
+            self._rsgi = getattr(app, "__rsgi__", app)
+        else:
+            self._asgi = app
+        self.lifecycle = Lifecycle(
+            app,
+            startup_timeout=_timeout("startup_timeout", startup_timeout),
+            shutdown_timeout=_timeout("shutdown_timeout", shutdown_timeout),
+            drain_timeout=_timeout("drain_timeout", drain_timeout),
+            inner_lifespan=self._asgi,
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        kind = scope["type"]
+        life = self.lifecycle
+        if kind == "http" or kind == "websocket":
+            if life.state != RUNNING and not await self._gate(scope, receive, send):
+                return
+            task = _current_task()
+            life.enter(task)
+            try:
+                if self._asgi is not None:
+                    await self._asgi(scope, receive, send)
+                elif kind == "http":
+                    await serve_http(self._rsgi, scope, receive, send, self.chunk_size)  # type: ignore[arg-type]
+                else:
+                    await serve_websocket(self._rsgi, scope, receive, send)  # type: ignore[arg-type]
+            finally:
+                life.leave(task)
+        elif kind == "lifespan":
+            await life.serve(scope, receive, send)
+        else:
+            raise ValueError(f"rsgi-bridge: unsupported ASGI scope type {kind!r}")
+
+    async def _gate(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> bool:
+        """Before RUNNING: start the app (no lifespan) or refuse while shutting down."""
+        life = self.lifecycle
+        if life.state in (NEW, STARTING):
+            try:
+                await life.startup()
+            except Exception as exc:
+                logger.error("__rsgi_init__ failed; answering 500 and retrying on the next request", exc_info=exc)
+                await _refuse(scope, receive, send, 500)
+                return False
+            life.watch_loop_end()
+            return True
+        await _refuse(scope, receive, send, 503)
+        return False
+
+
+async def _refuse(scope: dict[str, Any], receive: ASGIReceive, send: ASGISend, status: int) -> None:
+    if scope["type"] == "websocket":
+        await deny_websocket(scope, receive, send, status)
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", b"0"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+def wrap(
+    app: Any,
+    *,
+    drain_timeout: float | None = 30.0,
+    startup_timeout: float | None = 60.0,
+    shutdown_timeout: float | None = 30.0,
+    chunk_size: int = 65536,
+    interface: str = "auto",
+) -> RSGIBridge:
+    """Wrap an RSGI application as an ASGI 3 application.
+
+    ``drain_timeout``: seconds shutdown waits for in-flight requests before cancelling
+    them. ``startup_timeout``/``shutdown_timeout``: bounds on ``__rsgi_init__`` and
+    ``__rsgi_del__``. ``chunk_size``: bytes read per step of a file response.
+    ``interface``: ``"auto"`` detects RSGI vs ASGI, ``"rsgi"``/``"asgi"`` force it.
+    Timeouts accept ``None`` for no bound.
+    """
+    return RSGIBridge(
+        app,
+        drain_timeout=drain_timeout,
+        startup_timeout=startup_timeout,
+        shutdown_timeout=shutdown_timeout,
+        chunk_size=chunk_size,
+        interface=interface,
+    )

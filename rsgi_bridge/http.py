@@ -1,0 +1,421 @@
+"""The RSGI HTTP protocol on top of ASGI ``receive``/``send``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from .connection import (
+    ASGIReceive,
+    ASGIScope,
+    ASGISend,
+    Connection,
+    Drive,
+    check_bytes,
+    check_status,
+    check_str,
+    encode_headers,
+    logger,
+)
+from .errors import ProtocolClosed, ProtocolError
+
+__all__ = ["HTTPProtocol", "StreamTransport", "serve_http"]
+
+# Response kinds.
+_PLAIN, _FILE, _STREAM = 0, 1, 2
+_EMPTY_500: dict[str, Any] = {"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"0")]}
+_NOT_FOUND_HEADERS = [(b"content-length", b"9")]
+_END: dict[str, Any] = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+class HTTPProtocol(Connection):
+    """The ``protocol`` object an RSGI app receives for one HTTP request."""
+
+    __slots__ = (
+        "_body_taken",
+        "_buffer",
+        "_chunk_size",
+        "_data",
+        "_disconnected",
+        "_drained",
+        "_gone",
+        "_more_body",
+        "_read_done",
+        "_reading",
+        "_response",
+        "_state",
+        "_stream_state",
+        "_task",
+        "_watcher",
+    )
+
+    def __init__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend, chunk_size: int = 65536) -> None:
+        super().__init__(scope, receive, send)
+        # 0: no response yet; 1: set, not sent; 2: sending or sent; 3: complete.
+        self._state = 0
+        self._response: tuple[Any, ...] | None = None
+        self._body_taken = False
+        self._more_body = True
+        self._disconnected = False
+        self._watcher: asyncio.Task[None] | None = None
+        self._reading = False
+        self._read_done: asyncio.Future[None] | None = None
+        self._buffer: deque[bytes] | None = None
+        self._data: asyncio.Event | None = None
+        self._drained: asyncio.Event | None = None
+        self._gone: asyncio.Event | None = None
+        # 0: no stream; 1: open; 2: ended (the app returned).
+        self._stream_state = 0
+        self._chunk_size = chunk_size
+        self._task: asyncio.Task[Any] | None = None
+
+    # -- request body ---------------------------------------------------------
+
+    def _take_body(self) -> None:
+        if self._body_taken:
+            raise ProtocolError("the request body can be read only once")
+        self._body_taken = True
+
+    async def __call__(self) -> bytes:
+        """Read the whole request body."""
+        self._take_body()
+        chunk = await self._next_chunk()
+        if chunk is None:
+            return b""
+        if not self._more_body and not self._buffer:
+            return chunk
+        parts = [chunk]
+        while (chunk := await self._next_chunk()) is not None:
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._take_body()
+        return self._iter_body()
+
+    async def _iter_body(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._next_chunk()) is not None:
+            if chunk:
+                yield chunk
+
+    async def _next_chunk(self) -> bytes | None:
+        """Next piece of the body, ``None`` at its end; ``ProtocolClosed`` if the client left."""
+        buf = self._buffer
+        if buf is None:  # no watcher: read straight from the server
+            if not self._more_body:
+                return None
+            if self._disconnected:
+                raise ProtocolClosed("the client disconnected")
+            self._reading = True
+            try:
+                msg = await self._receive()
+            finally:
+                self._reading = False
+                done = self._read_done
+                if done is not None and not done.done():
+                    done.set_result(None)
+            if msg["type"] == "http.request":
+                self._more_body = more = msg.get("more_body", False)
+                if not more and self._stream_state == 1:
+                    self._watch()
+                return msg.get("body", b"")  # type: ignore[no-any-return]
+            self._on_disconnect()
+            raise ProtocolClosed("the client disconnected")
+        # a watcher owns receive(): take what it buffered
+        data = self._data
+        assert data is not None and self._drained is not None
+        while not buf:
+            if not self._more_body:
+                return None
+            if self._disconnected:
+                raise ProtocolClosed("the client disconnected")
+            data.clear()
+            await data.wait()
+        chunk = buf.popleft()
+        if not buf:
+            self._drained.set()
+        return chunk
+
+    def _on_disconnect(self) -> None:
+        self._disconnected = True
+        gone = self._gone
+        if gone is not None:
+            gone.set()
+        if self._data is not None:
+            self._data.set()
+
+    def _watch(self) -> None:
+        """Start the task that owns ``receive()`` to notice the client leaving."""
+        if self._watcher is None and not self._disconnected and self._state != 3:
+            self._buffer = deque()
+            self._data = asyncio.Event()
+            self._drained = asyncio.Event()
+            self._drained.set()
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_loop())
+
+    async def _watch_loop(self) -> None:
+        if self._reading:  # a direct body read is in flight: let it finish first
+            self._read_done = asyncio.get_running_loop().create_future()
+            await self._read_done
+        buf, data, drained = self._buffer, self._data, self._drained
+        assert buf is not None and data is not None and drained is not None
+        receive = self._receive
+        while not self._disconnected:
+            if self._more_body:
+                await drained.wait()  # backpressure: hold until the app took the last chunk
+            msg = await receive()
+            if msg["type"] == "http.request":
+                body = msg.get("body", b"")
+                if self._more_body:
+                    if body:
+                        buf.append(body)
+                        drained.clear()
+                    self._more_body = msg.get("more_body", False)
+                data.set()
+            elif msg["type"] == "http.disconnect":
+                self._on_disconnect()
+                return
+
+    async def client_disconnect(self) -> None:
+        """Resolve when the client disconnects (safe to cancel)."""
+        if self._disconnected:
+            return
+        gone = self._gone
+        if gone is None:
+            gone = self._gone = asyncio.Event()
+        self._watch()
+        await gone.wait()
+
+    # -- responses -------------------------------------------------------------
+
+    def _set(self, response: tuple[Any, ...]) -> None:
+        self._response = response
+        self._state = 1
+        task = self._task
+        if task is not None and asyncio.current_task() is not task:
+            # Set from another task: the request task may be blocked, send it now.
+            asyncio.get_running_loop().create_task(self.flush())
+
+    def response_empty(self, status: int = 200, headers: Any = ()) -> None:
+        """Send a response with no body."""
+        if self._state:
+            return
+        self._set((_PLAIN, check_status(status), *encode_headers(headers), b""))
+
+    def response_str(self, status: int = 200, headers: Any = (), body: str = "") -> None:
+        """Send a str body, UTF-8 encoded."""
+        if self._state:
+            return
+        self._set((_PLAIN, check_status(status), *encode_headers(headers), check_str(body, "response_str").encode()))
+
+    def response_bytes(self, status: int = 200, headers: Any = (), body: Any = b"") -> None:
+        """Send a bytes-like body."""
+        if self._state:
+            return
+        self._set((_PLAIN, check_status(status), *encode_headers(headers), check_bytes(body, "response_bytes")))
+
+    def response_file(self, status: int, headers: Any, file: str | os.PathLike[str]) -> None:
+        """Send a whole file; a file that cannot be opened gives a 404."""
+        if self._state:
+            return
+        self._set((_FILE, check_status(status), *encode_headers(headers), _check_path(file), 0, None))
+
+    def response_file_range(
+        self, status: int, headers: Any, file: str | os.PathLike[str], start: int, end: int
+    ) -> None:
+        """Send bytes ``start`` (inclusive) to ``end`` (exclusive) of a file."""
+        if self._state:
+            return
+        for name, v in (("start", start), ("end", end)):
+            if type(v) is not int:
+                raise TypeError(f"response_file_range {name} must be an int, not {type(v).__name__}")
+        if start < 0:
+            raise ValueError(f"response_file_range start {start} is negative")
+        if start >= end:
+            raise ValueError(f"response_file_range start {start} must be lower than end {end}")
+        self._set((_FILE, check_status(status), *encode_headers(headers), _check_path(file), start, end))
+
+    def response_stream(self, status: int = 200, headers: Any = ()) -> StreamTransport:
+        """Start a streamed response; it ends when the app returns."""
+        if self._state:
+            raise ProtocolError("response_stream called after a response was already set")
+        self._set((_STREAM, check_status(status), *encode_headers(headers)))
+        self._stream_state = 1
+        return StreamTransport(self)
+
+    async def flush(self) -> None:
+        """Hand the response that was set to the server."""
+        if self._state != 1:
+            return
+        self._state = 2
+        response = self._response
+        assert response is not None
+        kind, status, headers, has_length = response[:4]
+        send = self._send
+        try:
+            if kind == _PLAIN:
+                body = response[4]
+                if not has_length:
+                    headers.append((b"content-length", str(len(body)).encode()))
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                self._state = 3
+            elif kind == _STREAM:
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                if not self._more_body:
+                    self._watch()
+            else:
+                await self._send_file(status, headers, *response[4:])
+                self._state = 3
+        except (OSError, RuntimeError) as exc:  # the server refused: treat the client as gone
+            logger.debug("sending the response failed: %r", exc)
+            self._on_disconnect()
+
+    async def _send_file(
+        self, status: int, headers: list[tuple[bytes, bytes]], path: str, start: int, end: int | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        send = self._send
+        pathsend = end is None and "http.response.pathsend" in (self._asgi_scope.get("extensions") or ())
+        try:
+            if pathsend:
+                f = None
+                path = await loop.run_in_executor(None, _check_file, path)
+            else:
+                f = await loop.run_in_executor(None, _open_file, path, start)
+        except OSError as exc:
+            logger.info("cannot open file %s: %s", path, exc)
+            await send({"type": "http.response.start", "status": 404, "headers": list(_NOT_FOUND_HEADERS)})
+            await send({"type": "http.response.body", "body": b"Not found"})
+            return
+        if f is None:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.pathsend", "path": path})
+            return
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            left = None if end is None else end - start
+            size = self._chunk_size
+            read = f.read
+            while not self._disconnected:
+                n = size if left is None else min(size, left)
+                chunk = await loop.run_in_executor(None, read, n) if n else b""
+                if left is not None:
+                    left -= len(chunk)
+                if not chunk or left == 0:
+                    await send({"type": "http.response.body", "body": chunk})
+                    return
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            f.close()
+
+    async def _stream_send(self, data: bytes) -> None:
+        if self._stream_state != 1:
+            raise ProtocolError("the stream is over: the app already returned")
+        if self._state == 1:
+            await self.flush()
+        if self._disconnected:
+            raise ProtocolClosed("the client disconnected")
+        if data:
+            await self._send({"type": "http.response.body", "body": data, "more_body": True})
+            if self._disconnected:
+                raise ProtocolClosed("the client disconnected")
+
+    async def finish(self, exc: BaseException | None) -> None:
+        """Complete the exchange after the app returned (``exc`` is what it raised)."""
+        state = self._state
+        if state == 1:
+            await self.flush()
+            state = self._state
+        if self._stream_state:
+            self._stream_state = 2
+            if exc is not None:
+                raise exc  # abort: the client must not see a clean end of body
+            if not self._disconnected:
+                await self._send(_END)
+        elif state == 0:
+            if exc is None:
+                logger.error(
+                    "RSGI app returned without a response for %s %s",
+                    self._asgi_scope.get("method"),
+                    self._asgi_scope.get("path"),
+                )
+            await self._send(_EMPTY_500)
+            await self._send(_END)
+        self._state = 3
+
+    def close(self) -> None:
+        """Release what the request held: the watcher task and disconnect waiters."""
+        w = self._watcher
+        if w is not None and not w.done():
+            w.cancel()
+        gone = self._gone
+        if gone is not None:
+            gone.set()
+
+
+class StreamTransport:
+    """The transport ``response_stream`` returns."""
+
+    __slots__ = ("_proto",)
+
+    def __init__(self, proto: HTTPProtocol) -> None:
+        self._proto = proto
+
+    async def send_bytes(self, data: Any) -> None:
+        """Send a bytes-like chunk."""
+        await self._proto._stream_send(check_bytes(data, "send_bytes"))
+
+    async def send_str(self, data: str) -> None:
+        """Send a str chunk, UTF-8 encoded."""
+        await self._proto._stream_send(check_str(data, "send_str").encode())
+
+
+def _check_path(file: object) -> str:
+    if isinstance(file, str):
+        return file
+    if isinstance(file, os.PathLike):
+        return os.fspath(file)  # type: ignore[return-value]
+    raise TypeError(f"file path must be str or os.PathLike, not {type(file).__name__}")
+
+
+def _check_file(path: str) -> str:
+    path = os.path.abspath(path)
+    with open(path, "rb"):  # same errors as a real open (missing, directory, permissions)
+        pass
+    return path
+
+
+def _open_file(path: str, start: int) -> Any:
+    f = open(path, "rb")  # noqa: SIM115 - closed by the caller (a directory raises here)
+    if start:
+        f.seek(start)
+    return f
+
+
+async def serve_http(
+    app: Callable[[Any, Any], Awaitable[Any]],
+    scope: ASGIScope,
+    receive: ASGIReceive,
+    send: ASGISend,
+    chunk_size: int,
+) -> None:
+    """Run one RSGI HTTP exchange over ASGI."""
+    proto = HTTPProtocol(scope, receive, send, chunk_size)
+    proto._task = asyncio.current_task()
+    error: BaseException | None = None
+    try:
+        await Drive(app(proto.scope, proto), proto)
+    except Exception as exc:
+        error = exc
+        proto.log_app_error(exc, "Exception")
+    except BaseException:
+        proto.close()
+        raise
+    try:
+        await proto.finish(error)
+    finally:
+        proto.close()
