@@ -255,23 +255,49 @@ class HTTPProtocol(Connection):
         assert response is not None
         kind, status, headers, has_length = response[:4]
         send = self._send
-        try:
-            if kind == _PLAIN:
-                body = response[4]
-                if not has_length:
-                    headers.append((b"content-length", str(len(body)).encode()))
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                self._state = 3
-            elif kind == _STREAM:
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                if not self._more_body:
-                    self._watch()
-            else:
+        if kind == _PLAIN:
+            body = response[4]
+            if not has_length:
+                headers.append((b"content-length", str(len(body)).encode()))
+            if await self._start(status, headers):
+                await self._send_safe({"type": "http.response.body", "body": body})
+            self._state = 3
+        elif kind == _STREAM:
+            if await self._start(status, headers):
+                self._watch()  # sends to a departed client are dropped silently: watch for it
+        else:
+            try:
                 await self._send_file(status, headers, *response[4:])
-                self._state = 3
-        except (OSError, RuntimeError) as exc:  # the server refused: treat the client as gone
-            logger.debug("sending the response failed: %r", exc)
+            except (OSError, RuntimeError) as exc:
+                logger.debug("sending the file failed: %r", exc)
+                self._on_disconnect()
+            self._state = 3
+
+    async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Send ``http.response.start``; if the server refuses it, answer a clean 500 instead."""
+        if status > 599 and _is_uvicorn(self._send):
+            # uvicorn's status tables stop at 599 and it fails *after* marking the response started.
+            logger.error("uvicorn cannot send response status %s (it supports 100-599): answering 500", status)
+        else:
+            try:
+                await self._send({"type": "http.response.start", "status": status, "headers": headers})
+                return True
+            except Exception as exc:
+                logger.error("the ASGI server refused the response status %s or its headers: %r", status, exc)
+        self._stream_state = 0
+        try:
+            await self._send(_EMPTY_500)
+            await self._send(_END)
+        except Exception as exc:
+            logger.debug("sending the 500 failed too: %r", exc)
+            self._on_disconnect()
+        return False
+
+    async def _send_safe(self, message: dict[str, Any]) -> None:
+        try:
+            await self._send(message)
+        except (OSError, RuntimeError) as exc:  # the server gave up on the connection
+            logger.debug("send failed: %r", exc)
             self._on_disconnect()
 
     async def _send_file(
@@ -328,8 +354,13 @@ class HTTPProtocol(Connection):
         """Complete the exchange after the app returned (``exc`` is what it raised)."""
         state = self._state
         if state == 1:
-            await self.flush()
-            state = self._state
+            if exc is not None and self._stream_state:
+                # The app failed before its stream's headers left: a clean 500 instead.
+                self._stream_state = 0
+                state = self._state = 0
+            else:
+                await self.flush()
+                state = self._state
         if self._stream_state:
             self._stream_state = 2
             if exc is not None:
@@ -372,6 +403,11 @@ class StreamTransport:
     async def send_str(self, data: str) -> None:
         """Send a str chunk, UTF-8 encoded."""
         await self._proto._stream_send(check_str(data, "send_str").encode())
+
+
+def _is_uvicorn(send: Any) -> bool:
+    owner = getattr(send, "__self__", None)
+    return owner is not None and type(owner).__module__.startswith("uvicorn.")
 
 
 def _check_path(file: object) -> str:
