@@ -254,7 +254,6 @@ class HTTPProtocol(Connection):
         response = self._response
         assert response is not None
         kind, status, headers, has_length = response[:4]
-        send = self._send
         if kind == _PLAIN:
             body = response[4]
             if not has_length:
@@ -414,7 +413,9 @@ def _check_path(file: object) -> str:
     if isinstance(file, str):
         return file
     if isinstance(file, os.PathLike):
-        return os.fspath(file)  # type: ignore[return-value]
+        path = os.fspath(file)
+        if isinstance(path, str):
+            return path
     raise TypeError(f"file path must be str or os.PathLike, not {type(file).__name__}")
 
 

@@ -110,7 +110,7 @@ class Scope:
 
     @property
     def http_version(self) -> str:
-        v = self._s.get("http_version", "1.1")
+        v: str = self._s.get("http_version", "1.1")
         return _HTTP_VERSIONS.get(v, v)
 
     @property

@@ -67,6 +67,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix=f"rsgi-bridge-{kind}-", suffix=".log", delete=False)  # noqa: SIM115
         self.returncode: int | None = None
+        self._final: str | None = None
 
     @property
     def url(self) -> str:
@@ -132,6 +133,9 @@ class Server:
         return self.returncode
 
     def output(self) -> str:
+        """Everything the server printed so far (still readable after the server stopped)."""
+        if self._final is not None:
+            return self._final
         self._log.flush()
         return Path(self._log.name).read_text(errors="replace")
 
@@ -144,6 +148,7 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self._final = self.output()
         self._log.close()
         with contextlib.suppress(OSError):
             os.unlink(self._log.name)

@@ -1,0 +1,250 @@
+"""In-process checks of the bridge (no sockets): scope mapping edge cases, options, protocol details."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from asgiref.testing import ApplicationCommunicator
+
+import rsgi_bridge
+from rsgi_bridge import Headers, ProtocolClosed, ProtocolError, Scope, wrap
+from rsgi_bridge.scope import format_address
+
+
+def http_scope(**kw: Any) -> dict[str, Any]:
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"example.org")],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 8000),
+    }
+    scope.update(kw)
+    return scope
+
+
+@pytest.mark.parametrize(
+    ("addr", "want"),
+    [
+        (("127.0.0.1", 8000), "127.0.0.1:8000"),
+        (("::1", 8000), "[::1]:8000"),
+        (("fe80::1%eth0", 80), "[fe80::1%eth0]:80"),
+        (("/tmp/app.sock", None), "/tmp/app.sock"),  # uvicorn on a unix socket
+        (("/tmp/app.sock", "0"), "/tmp/app.sock"),  # granian's ASGI mode on a unix socket
+        (None, ""),
+        ((), ""),
+        (["10.0.0.1", 5], "10.0.0.1:5"),
+    ],
+)
+def test_format_address(addr: Any, want: str) -> None:
+    assert format_address(addr) == want
+
+
+def test_scope_mapping() -> None:
+    s = Scope(
+        http_scope(
+            http_version="2",
+            scheme="https",
+            method="post",
+            path="/mnt/a b/€",
+            root_path="/mnt",
+            query_string=b"x=%20&y=1",
+            headers=[(b"host", b"h.example:8443"), (b"x-a", b"1"), (b"x-a", b"2"), (b"x-l", b"caf\xe9")],
+            client=("::1", 5555),
+            server=None,
+        ),
+        "http",
+    )
+    assert (s.proto, s.rsgi_version, s.http_version, s.scheme, s.method) == ("http", "1.6", "2", "https", "POST")
+    assert s.path == "/a b/€"
+    assert s.query_string == "x=%20&y=1"
+    assert (s.client, s.server) == ("[::1]:5555", "")
+    assert s.authority == "h.example:8443"
+    h = s.headers
+    assert h.get("x-a") == "1" and h.get("X-A") == "1" and h.get_all("x-a") == ["1", "2"]
+    assert h["x-l"] == "café"
+    assert h.items() == [("host", "h.example:8443"), ("x-a", "1"), ("x-a", "2"), ("x-l", "café")]
+    assert h.keys() == ["host", "x-a", "x-l"] and list(h) == ["host", "x-a", "x-l"]
+    assert h.values() == ["h.example:8443", "1", "2", "café"]
+    assert len(h) == 3 and "x-a" in h and "nope" not in h and 3 not in h  # type: ignore[operator]
+    assert h.get("nope") is None and h.get("nope", "d") == "d"
+    with pytest.raises(KeyError):
+        h["nope"]
+    assert dict(h.items())["x-a"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("asgi", "want"), [("1.0", "1"), ("1.1", "1.1"), ("2", "2"), ("3", "3")]
+)
+def test_http_versions(asgi: str, want: str) -> None:
+    s = Scope(http_scope(http_version=asgi), "http")
+    assert s.http_version == want
+    assert (s.authority is None) == (want in ("1", "1.1"))
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "want"),
+    [("/", "", "/"), ("/api/x", "/api", "/x"), ("/api", "/api", "/"), ("/apix", "/api", "/apix"), ("/x", "/api", "/x")],
+)
+def test_root_path(path: str, root: str, want: str) -> None:
+    assert Scope(http_scope(path=path, root_path=root), "http").path == want
+
+
+@pytest.mark.parametrize(("asgi", "want"), [("ws", "http"), ("wss", "https"), ("http", "http"), (None, "http")])
+def test_ws_scheme(asgi: str | None, want: str) -> None:
+    s = Scope({"type": "websocket", "path": "/", "scheme": asgi, "headers": []}, "ws")
+    assert (s.proto, s.scheme, s.method) == ("ws", want, "GET")
+
+
+def test_headers_accept_any_iterable() -> None:
+    h = Headers(iter([(b"a", b"1")]))
+    assert h.items() == [("a", "1")] and h.items() == [("a", "1")]
+
+
+# -- wrap ----------------------------------------------------------------------------
+
+
+async def rsgi_app(scope: Any, protocol: Any) -> None:
+    protocol.response_str(200, [], "ok")
+
+
+def test_wrap_detects_interfaces_and_validates_options() -> None:
+    assert wrap(rsgi_app).interface == "rsgi"
+
+    async def asgi_app(scope: Any, receive: Any, send: Any) -> None: ...
+
+    assert wrap(asgi_app).interface == "asgi"
+
+    class Emmettish:
+        def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...  # ASGI, non-async
+        async def __rsgi__(self, scope: Any, protocol: Any) -> None: ...
+
+    assert wrap(Emmettish()).interface == "rsgi"
+    with pytest.raises(TypeError, match="neither an RSGI nor an ASGI"):
+        wrap(42)
+    with pytest.raises(TypeError, match="1 positional"):
+        wrap(lambda x: x)
+    for bad in ({"drain_timeout": -1}, {"startup_timeout": "5"}, {"chunk_size": 0}, {"interface": "wsgi"}):
+        with pytest.raises(ValueError):
+            wrap(rsgi_app, **bad)
+    with pytest.raises(TypeError):
+        wrap(rsgi_app, 5)  # type: ignore[misc]
+    assert asyncio.iscoroutinefunction(type(wrap(rsgi_app)).__call__)
+
+
+def test_public_api() -> None:
+    assert issubclass(ProtocolError, RuntimeError) and issubclass(ProtocolClosed, RuntimeError)
+    import granian.rsgi
+
+    assert ProtocolClosed is granian.rsgi.ProtocolClosed and ProtocolError is granian.rsgi.ProtocolError
+    assert rsgi_bridge.WebsocketMessageType.bytes == 1
+
+
+# -- ApplicationCommunicator -------------------------------------------------------------
+
+
+async def run_http(app: Any, scope: dict[str, Any], body: list[bytes] | None = None) -> list[dict[str, Any]]:
+    comm = ApplicationCommunicator(app, scope)
+    chunks = body or [b""]
+    for i, chunk in enumerate(chunks):
+        await comm.send_input({"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1})
+    out = []
+    while True:
+        msg = await comm.receive_output(5)
+        out.append(msg)
+        if msg["type"] == "http.response.body" and not msg.get("more_body"):
+            break
+    await comm.wait(5)
+    return out
+
+
+async def test_communicator_plain_and_chunked_body() -> None:
+    async def app(scope: Any, protocol: Any) -> None:
+        protocol.response_bytes(200, [("x-n", "1")], await protocol())
+
+    out = await run_http(wrap(app), http_scope(method="POST"), [b"ab", b"", b"cd"])
+    assert out[0] == {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"x-n", b"1"), (b"content-length", b"4")],
+    }
+    assert out[1] == {"type": "http.response.body", "body": b"abcd"}
+
+
+async def test_communicator_pathsend_used_when_offered(tmp_path: Any) -> None:
+    f = tmp_path / "f.txt"
+    f.write_bytes(b"0123456789")
+
+    async def app(scope: Any, protocol: Any) -> None:
+        if scope.path == "/range":
+            protocol.response_file_range(206, [], str(f), 2, 4)
+        else:
+            protocol.response_file(200, [("content-length", "10")], str(f))
+
+    ext = {"http.response.pathsend": {}}
+    comm = ApplicationCommunicator(wrap(app), http_scope(extensions=ext))
+    await comm.send_input({"type": "http.request", "body": b""})
+    assert (await comm.receive_output(5))["status"] == 200
+    assert await comm.receive_output(5) == {"type": "http.response.pathsend", "path": str(f)}
+    await comm.wait(5)
+    # a range is never sent by pathsend
+    out = await run_http(wrap(app), http_scope(path="/range", extensions=ext))
+    assert [m.get("body") for m in out[1:]] == [b"23"]
+
+
+async def test_server_cancelling_the_app_leaves_in_flight_count_correct() -> None:
+    started = asyncio.Event()
+
+    async def app(scope: Any, protocol: Any) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    bridge = wrap(app)
+    comm = ApplicationCommunicator(bridge, http_scope())
+    await comm.send_input({"type": "http.request", "body": b""})
+    await asyncio.wait_for(started.wait(), 5)
+    assert bridge.lifecycle.inflight == 1
+    comm.future.cancel()  # what daphne does after a disconnect
+    with pytest.raises(asyncio.CancelledError):
+        await comm.future
+    assert bridge.lifecycle.inflight == 0
+    assert not bridge.lifecycle.tasks
+
+
+async def test_disconnect_waiter_cancel_and_body_not_stolen() -> None:
+    async def app(scope: Any, protocol: Any) -> None:
+        w = asyncio.ensure_future(protocol.client_disconnect())
+        await asyncio.sleep(0.01)
+        body = await protocol()
+        w.cancel()
+        protocol.response_bytes(200, [], body)
+
+    out = await run_http(wrap(app), http_scope(method="POST"), [b"x" * 10, b"y" * 10, b"z"])
+    assert out[1]["body"] == b"x" * 10 + b"y" * 10 + b"z"
+
+
+# -- httpx ASGITransport ---------------------------------------------------------------------
+
+
+async def test_httpx_asgi_transport() -> None:
+    from tests.apps.http_app import asgi
+
+    transport = httpx.ASGITransport(app=asgi)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        r = await client.get("/scope?q=1", headers={"x-rep": "a"})
+        assert r.json()["query_string"] == "q=1" and r.json()["x_rep_all"] == ["a"]
+        r = await client.post("/echo", content=b"z" * 100_000)
+        assert r.content == b"z" * 100_000
+        assert (await client.get("/error")).status_code == 500
+        assert (await client.get("/stream-mixed")).content == b"abcd"
+        assert (await client.get("/twice")).content == b"first"
