@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -95,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ImportError:
             print("rsgi-bridge: error: uvicorn is not installed (pip install 'rsgi-bridge[server]')", file=sys.stderr)
             return 2
+        # uvicorn re-raises a captured SIGTERM once its graceful shutdown is done, which would
+        # end this process "killed by signal"; the command exits 0 after a clean shutdown instead.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         uvicorn.run(
             target,
             host=args.host,
@@ -106,9 +110,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             reload=args.reload,
             access_log=not args.no_access_log,
             lifespan="on",
+            log_config=_uvicorn_log_config(uvicorn, args.log_level),
         )
         return 0
     return _run_hypercorn(args, target)
+
+
+def _uvicorn_log_config(uvicorn: Any, level: str) -> dict[str, Any]:
+    """uvicorn's logging config plus the ``rsgi_bridge`` logger on the same handler."""
+    import copy
+
+    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["rsgi_bridge"] = {
+        "handlers": ["default"],
+        "level": "DEBUG" if level == "trace" else level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _run_hypercorn(args: argparse.Namespace, target: str) -> int:
@@ -129,4 +151,11 @@ def _run_hypercorn(args: argparse.Namespace, target: str) -> int:
     config.root_path = args.root_path
     config.accesslog = None if args.no_access_log else "-"
     config.errorlog = "-"
+    config.logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"bridge": {"format": "[%(levelname)s] %(name)s: %(message)s"}},
+        "handlers": {"bridge": {"class": "logging.StreamHandler", "formatter": "bridge", "stream": "ext://sys.stderr"}},
+        "loggers": {"rsgi_bridge": {"handlers": ["bridge"], "level": config.loglevel, "propagate": False}},
+    }
     return int(run(config) or 0)

@@ -47,5 +47,6 @@ def test_cli_serves_the_example(extra: list[str]) -> None:
         assert c.post("/echo", content=b"abc").content == b"abc"
         assert c.get("/stream").text == "".join(f"chunk {i}\n" for i in range(5))
         assert c.get("/file").content == (ROOT / "examples" / "hello.py").read_bytes()
+    assert s.returncode == 0  # SIGTERM: graceful shutdown, then a clean exit
     out = s.output()
     assert out.count("hello: init") == out.count("hello: del") >= 1

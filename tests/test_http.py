@@ -463,3 +463,20 @@ def test_bad_stream_send_type(case: str, message: str, server: Server) -> None:
     out = raw_request(server, f"GET /bad?case={case} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     assert out.startswith(b"HTTP/1.1 500"), out
     assert wait_for(lambda: f"TypeError: {message}" in server.output(), timeout=5)
+
+
+# -- hooks ---------------------------------------------------------------------------
+
+
+def test_hooks_run_until_complete_and_stored_loop(tmp_path: Any) -> None:
+    log = tmp_path / "hooks.log"
+    with Server("uvicorn", "tests.apps.http_app:hooked_asgi", env={"RSGI_TEST_HOOK_LOG": str(log)}) as s:
+        # init's run_until_complete result, then the stored loop used from a request
+        assert httpx.get(s.url + "/hook-value", timeout=10).text == "ready"
+        assert httpx.get(s.url + "/str", timeout=10).status_code == 200
+        s.stop()
+        # uvicorn re-raises the captured SIGTERM after its graceful shutdown: it dies "by signal"
+        assert s.returncode == -15
+        assert "Application shutdown complete" in s.output()
+    lines = [line.split(" ", 1)[1] for line in log.read_text().splitlines()]
+    assert lines == ["init ready", "del closed"]
