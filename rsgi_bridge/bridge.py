@@ -93,12 +93,12 @@ class RSGIBridge:
             if life.state != RUNNING and not await self._gate(scope, receive, send):
                 return
             task = _current_task()
-            life.enter(task)
+            life.enter(task, scope)
             try:
                 if self._asgi is not None:
                     await self._asgi(scope, receive, send)
                 elif kind == "http":
-                    await serve_http(self._rsgi, scope, receive, send, self.chunk_size)  # type: ignore[arg-type]
+                    await serve_http(self._rsgi, scope, receive, send, self.chunk_size, task)  # type: ignore[arg-type]
                 else:
                     await serve_websocket(self._rsgi, scope, receive, send)  # type: ignore[arg-type]
             finally:
@@ -115,10 +115,10 @@ class RSGIBridge:
             try:
                 await life.startup()
             except Exception as exc:
-                logger.error("__rsgi_init__ failed; answering 500 and retrying on the next request", exc_info=exc)
+                logger.error("app not started (%s): answering 500; init is retried on the next request", exc)
                 await _refuse(scope, receive, send, 500)
                 return False
-            life.watch_loop_end()
+            life.started_without_lifespan()
             return True
         await _refuse(scope, receive, send, 503)
         return False
