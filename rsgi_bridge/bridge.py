@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,12 @@ from .websocket import deny_websocket, serve_websocket
 __all__ = ["RSGIBridge", "detect_interface", "wrap"]
 
 _current_task = asyncio.current_task
+if sys.version_info < (3, 12):  # asyncio.current_task is Python code there: the same lookup, without the frame
+    from asyncio.events import _get_running_loop
+    from asyncio.tasks import _current_tasks
+
+    def _current_task() -> asyncio.Task[Any] | None:  # type: ignore[misc]
+        return _current_tasks.get(_get_running_loop())  # type: ignore[no-any-return]
 
 
 def detect_interface(app: Any) -> str:
@@ -100,7 +107,7 @@ class RSGIBridge:
                 elif kind == "http":
                     await serve_http(self._rsgi, scope, receive, send, self.chunk_size, task)  # type: ignore[arg-type]
                 else:
-                    await serve_websocket(self._rsgi, scope, receive, send)  # type: ignore[arg-type]
+                    await serve_websocket(self._rsgi, scope, receive, send, life.websockets)  # type: ignore[arg-type]
             finally:
                 life.leave(task)
         elif kind == "lifespan":

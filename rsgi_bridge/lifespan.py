@@ -187,6 +187,8 @@ class Lifecycle:
         self.inner_lifespan = inner_lifespan
         self.state = NEW
         self.tasks: dict[asyncio.Task[Any], dict[str, Any] | None] = {}
+        # Open RSGI websocket sessions (filled by the websocket path), closed with 1012 on drain.
+        self.websockets: set[Any] = set()
         self.inflight = 0
         self.lazy = False  # started by a request, not by ASGI lifespan
         self.lifespan_seen = False
@@ -296,6 +298,11 @@ class Lifecycle:
             logger.info("drain finished in 0.000s: 0 ended, 0 abandoned")
             return
         self._idle = idle = asyncio.Event()
+        if self.websockets:
+            # Long-lived sessions would hold the drain to its timeout: close them as uvicorn does.
+            from .websocket import close_websockets
+
+            logger.info("drain: closing %d open websocket(s) with 1012", close_websockets(self.websockets))
         try:
             await asyncio.wait_for(idle.wait(), self.drain_timeout)
             logger.info("drain finished in %.3fs: %d ended, 0 abandoned", time.perf_counter() - t0, count)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import IntEnum
 from typing import Any
 
@@ -24,11 +25,15 @@ __all__ = [
     "WebsocketMessageType",
     "WebsocketProtocol",
     "WebsocketTransport",
+    "close_websockets",
     "deny_websocket",
     "serve_websocket",
 ]
 
-_QUEUE_SIZE = 64
+# Bounds on what the watcher buffers for an app that does not receive; past them it stops
+# reading, so the server (and TCP) push back on the client.
+_MAX_MESSAGES = 64
+_MAX_BYTES = 4 * 1024 * 1024
 # Phases of a websocket connection.
 _NEW, _OPEN, _CLOSED = 0, 1, 2
 
@@ -55,15 +60,19 @@ class WebsocketMessage:
 
 
 _CLOSE_MESSAGE = WebsocketMessage(WebsocketMessageType.close, None)
+_BYTES = WebsocketMessageType.bytes
+_STRING = WebsocketMessageType.string
 
 
 def _close_code(status: object) -> int:
-    if type(status) is int and (status in (1000, 1001, 1002, 1003) or 1007 <= status <= 1014 or 3000 <= status <= 4999):
+    """``status`` if an app may send it as a websocket close code, else 1000."""
+    if type(status) is int and (1000 <= status <= 1003 or 1007 <= status <= 1014 or 3000 <= status <= 4999):
         return status
     return 1000
 
 
 def _deny_status(status: object) -> int:
+    """``status`` if it is an HTTP status a handshake can be refused with, else 403."""
     if type(status) is int and 100 <= status <= 599 and status != 101:
         return status
     return 403
@@ -79,21 +88,56 @@ async def deny_websocket(scope: ASGIScope, receive: ASGIReceive, send: ASGISend,
 
 
 class WebsocketProtocol(Connection):
-    """The ``protocol`` object an RSGI app receives for one websocket."""
+    """The ``protocol`` object an RSGI app receives for one websocket.
 
-    __slots__ = ("_close_seen", "_close_status", "_gone", "_phase", "_queue", "_state", "_watcher")
+    After ``accept()`` a watcher task owns ASGI ``receive()``: it buffers incoming
+    messages (bounded) and notices the client leaving even while the app only sends,
+    since some servers drop sends to a departed client silently.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_away",
+        "_close_seen",
+        "_close_status",
+        "_closer",
+        "_gone",
+        "_inbox",
+        "_inbox_size",
+        "_phase",
+        "_ready",
+        "_room",
+        "_sessions",
+        "_state",
+        "_task",
+        "_watcher",
+    )
 
     proto = "ws"
 
-    def __init__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+    def __init__(
+        self,
+        scope: ASGIScope,
+        receive: ASGIReceive,
+        send: ASGISend,
+        sessions: set[WebsocketProtocol] | None = None,
+    ) -> None:
         super().__init__(scope, receive, send)
-        self._state = 0  # 1: a close() is waiting to be sent
+        # The bridge's set of open sessions (for close_websockets at shutdown).
+        self._sessions = sessions
+        self._state = 0  # 0: open; 1: a close() is waiting to be sent; 2: sent (or being sent)
         self._phase = _NEW
-        self._gone = False
-        self._close_seen = False
+        self._gone = False  # the client left
+        self._away = False  # the server side is going away (close_websockets)
+        self._close_seen = False  # receive() returned the close message
         self._close_status: int | None = None
-        self._queue: asyncio.Queue[dict[str, Any]] | None = None
+        self._inbox: deque[WebsocketMessage] = deque()
+        self._inbox_size = 0
+        self._ready: asyncio.Event | None = None  # set: inbox not empty, or the end reached
+        self._room: asyncio.Event | None = None  # set: inbox under its bounds
         self._watcher: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None  # the task serving this connection
 
     async def accept(self) -> WebsocketTransport:
         """Complete the handshake and return the transport."""
@@ -104,81 +148,162 @@ class WebsocketProtocol(Connection):
         if message["type"] == "websocket.disconnect":
             self._gone = True
             raise ProtocolClosed("the client disconnected before the handshake completed")
-        await self._send({"type": "websocket.accept"})
-        self._queue = asyncio.Queue(_QUEUE_SIZE)
+        try:
+            await self._send({"type": "websocket.accept"})
+        except OSError as exc:  # uvicorn: the client left meanwhile
+            self._gone = True
+            raise ProtocolClosed("the client disconnected before the handshake completed") from exc
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        if self._sessions is not None:
+            self._sessions.add(self)
         return WebsocketTransport(self)
 
     async def _watch(self) -> None:
-        queue = self._queue
-        assert queue is not None
+        """Own ``receive()``: buffer messages until the client disconnects."""
         receive = self._receive
+        inbox = self._inbox
+        ready, room = self._ready, self._room
+        assert ready is not None and room is not None
         try:
             while True:
                 message = await receive()
-                if message["type"] == "websocket.disconnect":
-                    self._gone = True
-                    await queue.put(message)
-                    return
-                await queue.put(message)
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    data = message.get("bytes")
+                    if data is not None:
+                        inbox.append(WebsocketMessage(_BYTES, data))
+                    else:
+                        data = message.get("text") or ""
+                        inbox.append(WebsocketMessage(_STRING, data))
+                    self._inbox_size += len(data)
+                    ready.set()
+                    if len(inbox) >= _MAX_MESSAGES or self._inbox_size >= _MAX_BYTES:
+                        room.clear()
+                        await room.wait()
+                elif kind == "websocket.disconnect":
+                    break
         except Exception as exc:  # the server failed receive(): the client is as good as gone
             logger.debug("websocket receive failed: %r", exc)
-            self._gone = True
-            queue.put_nowait({"type": "websocket.disconnect", "code": 1006})
+        self._gone = True
+        ready.set()
 
-    def close(self, status: int | None = None) -> tuple[int, bool]:
-        """Reject the handshake (before accept) or close the socket; idempotent."""
+    def close(self, status: int | None = None) -> None:
+        """Reject the handshake (before accept) or close the socket; idempotent.
+
+        Takes effect at the app's next ``await`` (or at once when called from a task
+        other than the one serving the connection).
+        """
         if self._state or self._phase == _CLOSED:
-            return (self._close_status or 0, False)
+            return
         self._close_status = status
-        if self._gone:
-            self._phase = _CLOSED
-            return (status or 0, False)
+        if self._phase == _OPEN:
+            if self._ready is not None:
+                self._ready.set()  # a task blocked in receive() gets the close message
+            if self._gone:  # nothing to send
+                self._phase = _CLOSED
+                self._state = 2
+                self._stop_watch()
+                return
         self._state = 1
-        return (status or 0, True)
+        task = self._task
+        if task is not None and asyncio.current_task() is not task:
+            # The serving task may be blocked for long: send the close now.
+            self._closer = asyncio.get_running_loop().create_task(self._flush_quietly())
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except Exception as exc:
+            logger.debug("closing the websocket failed: %r", exc)
 
     async def flush(self) -> None:
-        """Send a pending close."""
+        """Send a pending close (or handshake rejection)."""
         if self._state != 1:
             return
         self._state = 2
         status = self._close_status
         if self._phase == _NEW:
             self._phase = _CLOSED
-            await deny_websocket(self._asgi_scope, self._receive, self._send, _deny_status(status))
+            try:
+                await deny_websocket(self._asgi_scope, self._receive, self._send, _deny_status(status))
+            except (OSError, RuntimeError) as exc:  # the client left before the rejection
+                logger.debug("websocket rejection failed: %r", exc)
             return
         self._phase = _CLOSED
+        self._stop_watch()
         if not self._gone:
+            code = _close_code(status)
             try:
-                await self._send({"type": "websocket.close", "code": _close_code(status)})
+                await self._send({"type": "websocket.close", "code": code})
             except (OSError, RuntimeError) as exc:
                 logger.debug("websocket close failed: %r", exc)
-        self._stop_watch()
+            except Exception:
+                # daphne accepts only 1000 and 3000-4999; for an app error (1011) let the server
+                # see the failure (daphne then closes with 1011 itself), otherwise fall back to 1000.
+                if code in (1000, 1011):
+                    raise
+                logger.debug("the server refused close code %d; closing with 1000", code)
+                await self._send({"type": "websocket.close", "code": 1000})
+
+    def _go_away(self, code: int) -> bool:
+        """Close from the server side (shutdown): receivers get the close message, sends raise
+        ``ProtocolClosed``. Returns whether there was anything to close."""
+        if self._phase != _OPEN or self._state or self._gone:
+            return False
+        self._away = True
+        self._close_status = code
+        self._state = 1
+        if self._ready is not None:
+            self._ready.set()
+        self._closer = asyncio.get_running_loop().create_task(self._flush_quietly())
+        return True
 
     def _stop_watch(self) -> None:
+        if self._sessions is not None:
+            self._sessions.discard(self)
         w = self._watcher
         if w is not None and not w.done():
             w.cancel()
+        self._inbox.clear()
+        room = self._room
+        if room is not None:
+            room.set()
+
+    def _close_once(self) -> WebsocketMessage:
+        if self._close_seen:
+            raise ProtocolClosed("the websocket is closed")
+        self._close_seen = True
+        return _CLOSE_MESSAGE
 
     async def _receive_message(self) -> WebsocketMessage:
         if self._phase == _NEW:
             raise ProtocolError("receive() before accept()")
-        queue = self._queue
-        if self._close_seen or queue is None or (self._phase == _CLOSED and queue.empty()):
-            raise ProtocolClosed("the websocket is closed")
-        message = await queue.get()
-        if message["type"] == "websocket.receive":
-            data = message.get("bytes")
-            if data is not None:
-                return WebsocketMessage(WebsocketMessageType.bytes, data)
-            return WebsocketMessage(WebsocketMessageType.string, message.get("text") or "")
-        self._close_seen = True
-        return _CLOSE_MESSAGE
+        inbox = self._inbox
+        ready = self._ready
+        assert ready is not None
+        while True:
+            if self._state or self._phase == _CLOSED:  # the app closed
+                return self._close_once()
+            if inbox:
+                message = inbox.popleft()
+                self._inbox_size -= len(message.data)  # type: ignore[arg-type]
+                if len(inbox) < _MAX_MESSAGES and self._inbox_size < _MAX_BYTES:
+                    self._room.set()  # type: ignore[union-attr]
+                return message
+            if self._gone:
+                return self._close_once()
+            ready.clear()
+            await ready.wait()
 
     async def _send_message(self, message: dict[str, Any]) -> None:
         if self._phase != _OPEN or self._state:
             if self._phase == _NEW:
                 raise ProtocolError("send before accept()")
+            if self._gone or self._away:
+                raise ProtocolClosed("the connection is closed")
             raise ProtocolError("send after close()")
         if self._gone:
             raise ProtocolClosed("the client disconnected")
@@ -186,16 +311,22 @@ class WebsocketProtocol(Connection):
             await self._send(message)
         except (OSError, RuntimeError) as exc:  # uvicorn raises once the socket is gone
             self._gone = True
+            if self._ready is not None:
+                self._ready.set()
             raise ProtocolClosed("the client disconnected") from exc
 
     async def finish(self, error: BaseException | None) -> None:
         """After the app returned: reject or close whatever it left open."""
+        closer = self._closer
+        if closer is not None:
+            await closer
         if self._state == 1:
             await self.flush()
         elif self._phase == _NEW:
             self._phase = _CLOSED
+            self._state = 2
             await deny_websocket(self._asgi_scope, self._receive, self._send, 500 if error else 403)
-        elif self._phase == _OPEN:
+        elif self._phase == _OPEN and not self._state:
             self._close_status = 1011 if error else 1000
             self._state = 1
             await self.flush()
@@ -203,31 +334,49 @@ class WebsocketProtocol(Connection):
 
 
 class WebsocketTransport:
-    """What ``accept()`` returns: ``receive``, ``send_bytes``, ``send_str``."""
+    """What ``accept()`` returns: ``receive``, ``send_bytes``, ``send_str``.
+
+    Like Granian's, the sends check their argument's type when called, before awaiting.
+    """
 
     __slots__ = ("_proto",)
 
     def __init__(self, proto: WebsocketProtocol) -> None:
         self._proto = proto
 
-    async def receive(self) -> WebsocketMessage:
-        """Next message; ``kind == 0`` once when the client closed, then ``ProtocolClosed``."""
-        return await self._proto._receive_message()
+    def receive(self) -> Coroutine[Any, Any, WebsocketMessage]:
+        """Next message; ``kind == 0`` once when the connection closed, then ``ProtocolClosed``."""
+        return self._proto._receive_message()
 
-    async def send_bytes(self, data: Any) -> None:
-        """Send a binary frame."""
-        await self._proto._send_message({"type": "websocket.send", "bytes": check_bytes(data, "send_bytes")})
+    def send_bytes(self, data: bytes) -> Coroutine[Any, Any, None]:
+        """Send a binary frame (bytes, bytearray or memoryview)."""
+        return self._proto._send_message({"type": "websocket.send", "bytes": check_bytes(data, "send_bytes")})
 
-    async def send_str(self, data: str) -> None:
+    def send_str(self, data: str) -> Coroutine[Any, Any, None]:
         """Send a text frame."""
-        await self._proto._send_message({"type": "websocket.send", "text": check_str(data, "send_str")})
+        return self._proto._send_message({"type": "websocket.send", "text": check_str(data, "send_str")})
+
+
+def close_websockets(sessions: set[WebsocketProtocol], code: int = 1012) -> int:
+    """Close the open websockets in ``sessions`` with ``code`` (1012: service restart).
+
+    For a shutdown that would otherwise wait for long-lived websockets: each app's pending
+    ``receive()`` returns the close message and its sends raise ``ProtocolClosed``, so it can
+    end. Returns how many connections were closed.
+    """
+    return sum(1 for proto in list(sessions) if proto._go_away(code))
 
 
 async def serve_websocket(
-    app: Callable[[Any, Any], Awaitable[Any]], scope: ASGIScope, receive: ASGIReceive, send: ASGISend
+    app: Callable[[Any, Any], Awaitable[Any]],
+    scope: ASGIScope,
+    receive: ASGIReceive,
+    send: ASGISend,
+    sessions: set[WebsocketProtocol] | None = None,
 ) -> None:
-    """Run one RSGI websocket session over ASGI."""
-    proto = WebsocketProtocol(scope, receive, send)
+    """Run one RSGI websocket session over ASGI; ``sessions`` tracks it while open."""
+    proto = WebsocketProtocol(scope, receive, send, sessions)
+    proto._task = asyncio.current_task()
     error: BaseException | None = None
     try:
         await Drive(app(proto.scope, proto), proto)
@@ -242,3 +391,5 @@ async def serve_websocket(
         await proto.finish(error)
     except (OSError, RuntimeError) as exc:
         logger.debug("closing the websocket failed: %r", exc)
+    finally:
+        proto._stop_watch()
