@@ -9,6 +9,7 @@ from .bridge import RSGIBridge, detect_interface, wrap
 from .errors import ProtocolClosed, ProtocolError
 from .http import HTTPProtocol, StreamTransport
 from .lifespan import HookLoop
+from .mount import lifespan_context
 from .scope import Headers, Scope
 from .websocket import WebsocketMessage, WebsocketMessageType, WebsocketProtocol, WebsocketTransport
 
@@ -26,6 +27,7 @@ __all__ = [
     "WebsocketProtocol",
     "WebsocketTransport",
     "detect_interface",
+    "lifespan_context",
     "wrap",
 ]
 

@@ -24,7 +24,7 @@ def format_address(addr: Any) -> str:
         host, port = addr[0], addr[1]
     except (TypeError, IndexError, KeyError):
         return str(addr)
-    if host is None:
+    if host is None or host == "":  # granian's ASGI mode gives ("", "0") for a unix-socket client
         return ""
     host = str(host)
     if port is None or host.startswith("/") or host.startswith("\x00"):
@@ -47,8 +47,13 @@ class Headers:
         self._raw = raw if isinstance(raw, list) else list(raw)
 
     @staticmethod
-    def _key(key: str) -> bytes:
-        return key.lower().encode("latin-1", "replace")
+    def _key(key: str) -> bytes | None:
+        # Lower-case ASCII only, as servers do: every name items() reports is found again;
+        # a name beyond latin-1 cannot be on the wire (None matches nothing).
+        try:
+            return key.encode("latin-1").lower()
+        except UnicodeEncodeError:
+            return None
 
     def get(self, key: str, default: Any = None) -> Any:
         """First value of ``key``, or ``default``."""

@@ -462,8 +462,10 @@ def test_init_raises_hypercorn_exits(outcome: Result) -> None:
 
 def test_init_raises_gunicorn_exits_3(outcome: Result) -> None:
     out = outcome["output"]
-    assert outcome["rc"] == 3, out  # gunicorn: "Worker failed to boot"
-    assert "Reason: Worker failed to boot." in out
+    # gunicorn halts with 3 ("Worker failed to boot"); when its two workers fail at the same
+    # moment the arbiter can instead exit 1 while reaping them. Either way: non-zero, and why.
+    assert outcome["rc"] in (1, 3), out
+    assert "Worker failed to boot" in out or "Shutting down: Master" in out
     assert "[ERROR] RuntimeError: init exploded on purpose" in out
     seen = names_of(outcome)
     assert seen and set(seen) == {"init-start"}, seen  # one or both workers tried; no del
@@ -734,7 +736,7 @@ async def test_drain_waits_for_work_after_the_response(bridge_log: pytest.LogCap
     assert "drain finished in" in bridge_log.text and ": 1 ended, 0 abandoned" in bridge_log.text
 
 
-async def test_drain_waits_for_open_websocket_sessions() -> None:
+async def test_drain_closes_open_websocket_sessions_then_waits_for_them() -> None:
     app = Recorder()
     bridge = wrap(app)
     life, _ = await lifespan(bridge, "startup")
@@ -742,9 +744,9 @@ async def test_drain_waits_for_open_websocket_sessions() -> None:
     await ws.send_input({"type": "websocket.connect"})
     assert (await ws.receive_output(5))["type"] == "websocket.accept"
     await life.send_input({"type": "lifespan.shutdown"})
-    assert await life.receive_nothing(0.3)  # draining: the session is still open
-    assert app.log == ["init", "request /ws"]
-    await ws.send_input({"type": "websocket.disconnect", "code": 1001})
+    # the drain closes the idle session with 1012 (service restart), as uvicorn does itself
+    assert await ws.receive_output(5) == {"type": "websocket.close", "code": 1012}
+    # the app's receive() got the close message, so it ends; only then does del run
     assert await life.receive_output(10) == {"type": "lifespan.shutdown.complete"}
     assert app.log == ["init", "request /ws", "ws done", "del"]
 
