@@ -16,12 +16,25 @@ from .websocket import deny_websocket, serve_websocket
 __all__ = ["RSGIBridge", "detect_interface", "wrap"]
 
 _current_task = asyncio.current_task
-if sys.version_info < (3, 12):  # asyncio.current_task is Python code there: the same lookup, without the frame
-    from asyncio.events import _get_running_loop
-    from asyncio.tasks import _current_tasks
+if sys.version_info < (3, 12):
+    # Before 3.12 every get_running_loop() (so every current_task()) makes a getpid() system call.
+    # Remember the running loop per thread: a loop that is not running has no current task, so a
+    # stale entry gives None and falls back to the full lookup.
+    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
+    from threading import get_ident
+
+    _loop_of_thread: tuple[int, Any] = (0, None)
 
     def _current_task() -> asyncio.Task[Any] | None:  # type: ignore[misc]
-        return _current_tasks.get(_get_running_loop())  # type: ignore[no-any-return]
+        global _loop_of_thread
+        cached = _loop_of_thread
+        if cached[0] == get_ident():
+            task = _current_tasks.get(cached[1])
+            if task is not None:
+                return task  # type: ignore[no-any-return]
+        loop = asyncio.get_running_loop()
+        _loop_of_thread = (get_ident(), loop)
+        return _current_tasks.get(loop)  # type: ignore[no-any-return]
 
 
 def detect_interface(app: Any) -> str:

@@ -29,16 +29,22 @@ ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
 
 # RFC 9110 token characters.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(r"[\r\n\x00]")
+# Control characters a header value must not hold (RFC 9110 allows HTAB only): CR/LF would split the
+# response; uvicorn refuses the others after marking the response started, hypercorn and daphne send them.
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Header names already checked, with their wire form; bounded so odd apps cannot grow it.
 _NAMES: dict[str, bytes] = {}
 _NAMES_MAX = 2048
+# Whole (name, value) pairs already checked, with their wire form; bounded the same way.
+_PAIRS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_PAIRS_MAX = 4096
+_PAIR_VALUE_MAX = 256
 
 
 class Connection:
     """One ASGI connection seen as one RSGI protocol object."""
 
-    __slots__ = ("_asgi_scope", "_receive", "_rsgi_scope", "_send")
+    __slots__ = ("_asgi_scope", "_receive", "_rsgi_scope", "_send", "_stepping")
 
     proto = "http"
 
@@ -47,6 +53,8 @@ class Connection:
         self._receive = receive
         self._send = send
         self._rsgi_scope: Scope | None = None
+        # True while Drive runs a step of the app: a response set then is flushed by Drive.
+        self._stepping = False
 
     @property
     def scope(self) -> Scope:
@@ -72,36 +80,55 @@ async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+def as_coroutine(awaitable: Awaitable[Any]) -> Any:
+    """``awaitable`` itself if it can be stepped with ``send``/``throw``, else a coroutine awaiting it."""
+    return awaitable if hasattr(awaitable, "send") else _as_coroutine(awaitable)
+
+
+_NO_STEP: Any = object()
+
+
 class Drive:
     """Await the app's coroutine, flushing pending output the moment the app suspends.
 
     A response set by a synchronous ``response_*`` call (or a websocket
     ``close()``) thus leaves at the app's next ``await``, not when it returns,
     without a task of its own. ``conn._state == 1`` means "pending";
-    ``conn.flush()`` sends it.
+    ``conn.flush()`` sends it. ``first``: what the coroutine yielded if its first
+    step was already taken by the caller (see ``serve_http``). ``handoff``: once
+    ``conn._state >= 2`` nothing can become pending again (HTTP), so the rest of
+    the coroutine runs by plain ``yield from``, without a Python step per suspension.
     """
 
-    __slots__ = ("_conn", "_coro")
+    __slots__ = ("_conn", "_coro", "_first", "_handoff")
 
-    def __init__(self, awaitable: Awaitable[Any], conn: Any) -> None:
-        self._coro: Any = awaitable if hasattr(awaitable, "send") else _as_coroutine(awaitable)
+    def __init__(self, awaitable: Awaitable[Any], conn: Any, first: Any = _NO_STEP, handoff: bool = False) -> None:
+        self._coro: Any = as_coroutine(awaitable)
         self._conn = conn
+        self._first = first
+        self._handoff = handoff
 
     def __await__(self) -> Generator[Any, Any, Any]:
         coro = self._coro
         conn = self._conn
+        handoff = self._handoff
         value: Any = None
         exc: BaseException | None = None
+        fut = self._first
         while True:
-            try:
-                if exc is None:
-                    fut = coro.send(value)
-                else:
-                    thrown, exc = exc, None
-                    fut = coro.throw(thrown)
-            except StopIteration as stop:
-                return stop.value
-            value = None
+            if fut is _NO_STEP:
+                conn._stepping = True
+                try:
+                    if exc is None:
+                        fut = coro.send(value)
+                    else:
+                        thrown, exc = exc, None
+                        fut = coro.throw(thrown)
+                except StopIteration as stop:
+                    return stop.value
+                finally:
+                    conn._stepping = False
+                value = None
             if conn._state == 1:  # a response was set and has not left yet
                 try:
                     yield from conn.flush().__await__()
@@ -113,6 +140,7 @@ class Drive:
                     if cancel is not None:
                         cancel()
                     exc = e
+                    fut = _NO_STEP
                     continue
             try:
                 value = yield fut
@@ -121,6 +149,11 @@ class Drive:
                 raise
             except BaseException as e:
                 exc = e
+            fut = _NO_STEP
+            if handoff and exc is None and value is None and conn._state >= 2:
+                wrapper = getattr(coro, "__await__", None)
+                if wrapper is not None:
+                    return (yield from wrapper())  # resumes with send(None), as the next step would
 
 
 def check_status(status: object) -> int:
@@ -161,23 +194,40 @@ def encode_headers(headers: object) -> tuple[list[tuple[bytes, bytes]], bool]:
         )
     out: list[tuple[bytes, bytes]] = []
     has_length = False
+    pairs = _PAIRS
     for pair in headers:
-        if type(pair) is not tuple or len(pair) != 2:
-            if not isinstance(pair, tuple):
-                raise TypeError(
-                    f"each response header must be a (name, value) tuple, not {type(pair).__name__}: {pair!r}"
-                )
-            raise TypeError(f"each response header must be a (name, value) pair, got {len(pair)} items: {pair!r}")
-        name, value = pair
-        wire = _encode_name(name)
-        if type(value) is not str and not isinstance(value, str):
-            raise TypeError(f"header {name!r} value must be str, not {type(value).__name__}")
-        if _BAD_VALUE.search(value) is not None:
-            raise ValueError(f"header {name!r} value contains CR, LF or NUL: {value!r}")
-        if wire == b"content-length":
+        wire = None
+        if type(pair) is tuple:
+            try:  # noqa: SIM105 - contextlib.suppress costs a context manager per header
+                wire = pairs.get(pair)
+            except TypeError:  # something unhashable in it: _encode_pair says what is wrong
+                pass
+        if wire is None:
+            wire = _encode_pair(pair)
+        if wire[0] == b"content-length":
             has_length = True
-        out.append((wire, value.encode()))
+        out.append(wire)
     return out, has_length
+
+
+def _encode_pair(pair: object) -> tuple[bytes, bytes]:
+    """Check one ``(name, value)`` response header and return its wire form (remembered when common)."""
+    if type(pair) is not tuple or len(pair) != 2:
+        if not isinstance(pair, tuple):
+            raise TypeError(f"each response header must be a (name, value) tuple, not {type(pair).__name__}: {pair!r}")
+        raise TypeError(f"each response header must be a (name, value) pair, got {len(pair)} items: {pair!r}")
+    name, value = pair
+    wire = _encode_name(name)
+    if type(value) is not str and not isinstance(value, str):
+        raise TypeError(f"header {name!r} value must be str, not {type(value).__name__}")
+    if not (value.isascii() and value.isprintable()) and _BAD_VALUE.search(value) is not None:
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError(f"header {name!r} value contains CR, LF or NUL: {value!r}")
+        raise ValueError(f"header {name!r} value contains a control character (only HTAB is allowed): {value!r}")
+    out = (wire, value.encode())
+    if type(name) is str and type(value) is str and len(value) <= _PAIR_VALUE_MAX and len(_PAIRS) < _PAIRS_MAX:
+        _PAIRS[(name, value)] = out
+    return out
 
 
 def check_bytes(data: object, what: str) -> bytes:

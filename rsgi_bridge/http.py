@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import types
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from .connection import (
@@ -14,6 +15,7 @@ from .connection import (
     ASGISend,
     Connection,
     Drive,
+    as_coroutine,
     check_bytes,
     check_status,
     check_str,
@@ -21,6 +23,7 @@ from .connection import (
     logger,
 )
 from .errors import ProtocolClosed, ProtocolError
+from .scope import Scope
 
 __all__ = ["HTTPProtocol", "StreamTransport", "serve_http"]
 
@@ -29,6 +32,19 @@ _PLAIN, _FILE, _STREAM = 0, 1, 2
 _EMPTY_500: dict[str, Any] = {"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"0")]}
 _NOT_FOUND_HEADERS = [(b"content-length", b"9")]
 _END: dict[str, Any] = {"type": "http.response.body", "body": b"", "more_body": False}
+_DONE: Any = object()
+_COROUTINE = types.CoroutineType
+# content-length headers by length, for the common small sizes
+_LENGTHS: dict[int, tuple[bytes, bytes]] = {}
+
+
+def _length_header(n: int) -> tuple[bytes, bytes]:
+    header = _LENGTHS.get(n)
+    if header is None:
+        header = (b"content-length", str(n).encode())
+        if len(_LENGTHS) < 4096:
+            _LENGTHS[n] = header
+    return header
 
 
 class HTTPProtocol(Connection):
@@ -41,11 +57,13 @@ class HTTPProtocol(Connection):
         "_data",
         "_disconnected",
         "_drained",
+        "_flag",
         "_gone",
         "_more_body",
         "_read_done",
         "_reading",
         "_response",
+        "_sends",
         "_state",
         "_stream_state",
         "_task",
@@ -53,7 +71,7 @@ class HTTPProtocol(Connection):
     )
 
     def __init__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend, chunk_size: int = 65536) -> None:
-        super().__init__(scope, receive, send)
+        Connection.__init__(self, scope, receive, send)  # not super(): one object less per request
         # 0: no response yet; 1: set, not sent; 2: sending or sent; 3: complete.
         self._state = 0
         self._response: tuple[Any, ...] | None = None
@@ -67,8 +85,10 @@ class HTTPProtocol(Connection):
         self._data: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None
         self._gone: asyncio.Event | None = None
+        self._flag: Any = None  # see _watch_stream
         # 0: no stream; 1: open; 2: ended (the app returned).
         self._stream_state = 0
+        self._sends = 0
         self._chunk_size = chunk_size
         self._task: asyncio.Task[Any] | None = None
 
@@ -94,12 +114,7 @@ class HTTPProtocol(Connection):
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         self._take_body()
-        return self._iter_body()
-
-    async def _iter_body(self) -> AsyncIterator[bytes]:
-        while (chunk := await self._next_chunk()) is not None:
-            if chunk:
-                yield chunk
+        return _BodyIterator(self)
 
     async def _next_chunk(self) -> bytes | None:
         """Next piece of the body, ``None`` at its end; ``ProtocolClosed`` if the client left."""
@@ -120,7 +135,7 @@ class HTTPProtocol(Connection):
             if msg["type"] == "http.request":
                 self._more_body = more = msg.get("more_body", False)
                 if not more and self._stream_state == 1:
-                    self._watch()
+                    self._watch_stream()
                 return msg.get("body", b"")  # type: ignore[no-any-return]
             self._on_disconnect()
             raise ProtocolClosed("the client disconnected")
@@ -179,6 +194,18 @@ class HTTPProtocol(Connection):
                 self._on_disconnect()
                 return
 
+    def _watch_stream(self) -> None:
+        """Notice the client leaving while a stream is open.
+
+        uvicorn flags it on the request itself (``disconnected``): the sends check that flag,
+        no task needed. Other servers only say it through ``receive()``: start the watcher.
+        """
+        flag = self._flag
+        if flag is None:
+            flag = self._flag = _disconnect_flag(self._send)
+        if flag is False:
+            self._watch()
+
     async def client_disconnect(self) -> None:
         """Resolve when the client disconnects (safe to cancel)."""
         if self._disconnected:
@@ -194,9 +221,8 @@ class HTTPProtocol(Connection):
     def _set(self, response: tuple[Any, ...]) -> None:
         self._response = response
         self._state = 1
-        task = self._task
-        if task is not None and asyncio.current_task() is not task:
-            # Set from another task: the request task may be blocked, send it now.
+        if not self._stepping and self._task is not None:
+            # Set outside a step of the app (from another task): the request task may be blocked, send it now.
             asyncio.get_running_loop().create_task(self.flush())
 
     def response_empty(self, status: int = 200, headers: Any = ()) -> None:
@@ -215,7 +241,15 @@ class HTTPProtocol(Connection):
         """Send a bytes-like body."""
         if self._state:
             return
-        self._set((_PLAIN, check_status(status), *encode_headers(headers), check_bytes(body, "response_bytes")))
+        if type(status) is not int or not 100 <= status <= 999:
+            status = check_status(status)
+        if type(body) is not bytes:
+            body = check_bytes(body, "response_bytes")
+        wire, has_length = encode_headers(headers)
+        self._response = (_PLAIN, status, wire, has_length, body)  # as _set, inline
+        self._state = 1
+        if not self._stepping and self._task is not None:
+            asyncio.get_running_loop().create_task(self.flush())
 
     def response_file(self, status: int, headers: Any, file: str | os.PathLike[str]) -> None:
         """Send a whole file; a file that cannot be opened gives a 404."""
@@ -253,17 +287,34 @@ class HTTPProtocol(Connection):
         self._state = 2
         response = self._response
         assert response is not None
-        kind, status, headers, has_length = response[:4]
+        kind = response[0]
+        status = response[1]
+        headers = response[2]
         if kind == _PLAIN:
             body = response[4]
-            if not has_length:
-                headers.append((b"content-length", str(len(body)).encode()))
-            if await self._start(status, headers):
-                await self._send_safe({"type": "http.response.body", "body": body})
+            if status == 204 or status == 304:  # bodiless statuses: no body, no length (as Granian)
+                body = b""
+            elif not response[3]:  # no content-length from the app
+                headers.append(_LENGTHS.get(len(body)) or _length_header(len(body)))
+            if 200 <= status <= 599:  # what _start sends as is: done here, one coroutine less
+                try:
+                    await self._send({"type": "http.response.start", "status": status, "headers": headers})
+                    started = True
+                except Exception as exc:
+                    logger.error("the ASGI server refused the response status %s or its headers: %r", status, exc)
+                    started = await self._answer_500()
+            else:
+                started = await self._start(status, headers)
+            if started:
+                try:  # as _send_safe, inline
+                    await self._send({"type": "http.response.body", "body": body})
+                except (OSError, RuntimeError) as exc:  # the server gave up on the connection
+                    logger.debug("send failed: %r", exc)
+                    self._on_disconnect()
             self._state = 3
         elif kind == _STREAM:
             if await self._start(status, headers):
-                self._watch()  # sends to a departed client are dropped silently: watch for it
+                self._watch_stream()  # sends to a departed client are dropped silently: watch for it
         else:
             try:
                 await self._send_file(status, headers, *response[4:])
@@ -277,12 +328,19 @@ class HTTPProtocol(Connection):
         if status > 599 and _is_uvicorn(self._send):
             # uvicorn's status tables stop at 599 and it fails *after* marking the response started.
             logger.error("uvicorn cannot send response status %s (it supports 100-599): answering 500", status)
+        elif status < 200:
+            # 1xx are interim statuses, never a final response: Granian answers 500 too.
+            logger.error("response status %s is informational (1xx), not a final response: answering 500", status)
         else:
             try:
                 await self._send({"type": "http.response.start", "status": status, "headers": headers})
                 return True
             except Exception as exc:
                 logger.error("the ASGI server refused the response status %s or its headers: %r", status, exc)
+        return await self._answer_500()
+
+    async def _answer_500(self) -> bool:
+        """Answer an empty 500 in place of a response that could not start; always False."""
         self._stream_state = 0
         try:
             await self._send(_EMPTY_500)
@@ -317,11 +375,12 @@ class HTTPProtocol(Connection):
             await send({"type": "http.response.body", "body": b"Not found"})
             return
         if f is None:
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.pathsend", "path": path})
+            if await self._start(status, headers):
+                await send({"type": "http.response.pathsend", "path": path})
             return
         try:
-            await send({"type": "http.response.start", "status": status, "headers": headers})
+            if not await self._start(status, headers):
+                return
             left = None if end is None else end - start
             size = self._chunk_size
             read = f.read
@@ -342,11 +401,20 @@ class HTTPProtocol(Connection):
             raise ProtocolError("the stream is over: the app already returned")
         if self._state == 1:
             await self.flush()
-        if self._disconnected:
+        flag = self._flag
+        if self._disconnected or (flag and flag.disconnected):
+            self._on_disconnect()
             raise ProtocolClosed("the client disconnected")
         if data:
             await self._send({"type": "http.response.body", "body": data, "more_body": True})
-            if self._disconnected:
+            self._sends += 1
+            if not self._sends & 15:
+                # Once the socket broke, hypercorn's and uvicorn's sends return without suspending: yield
+                # now and then so the loop can run connection_lost (uvicorn's flag) or the watcher
+                # (hypercorn), else the app spins and starves the whole server.
+                await asyncio.sleep(0)
+            if self._disconnected or (flag and flag.disconnected):  # uvicorn: see _watch_stream
+                self._on_disconnect()
                 raise ProtocolClosed("the client disconnected")
 
     async def finish(self, exc: BaseException | None) -> None:
@@ -362,8 +430,10 @@ class HTTPProtocol(Connection):
                 state = self._state
         if self._stream_state:
             self._stream_state = 2
-            if exc is not None:
+            if exc is not None and not _is_daphne(self._send):
                 raise exc  # abort: the client must not see a clean end of body
+            # daphne cannot abort a started response (re-raising breaks its application checker
+            # for the rest of the process): there the body ends, as under Granian.
             if not self._disconnected:
                 await self._send(_END)
         elif state == 0:
@@ -387,6 +457,33 @@ class HTTPProtocol(Connection):
             gone.set()
 
 
+class _BodyIterator:
+    """``async for chunk in protocol``: the non-empty body chunks.
+
+    A class, not an async generator: the loop's async-generator hooks cost a WeakSet entry per request.
+    """
+
+    __slots__ = ("_proto",)
+
+    def __init__(self, proto: HTTPProtocol) -> None:
+        self._proto = proto
+
+    def __aiter__(self) -> _BodyIterator:
+        return self
+
+    async def __anext__(self) -> bytes:
+        next_chunk = self._proto._next_chunk
+        while True:
+            try:
+                chunk = await next_chunk()
+            except ProtocolClosed:  # as Granian: iteration ends with what arrived; ``await protocol()`` raises
+                raise StopAsyncIteration from None
+            if chunk is None:
+                raise StopAsyncIteration
+            if chunk:
+                return chunk
+
+
 class StreamTransport:
     """The transport ``response_stream`` returns."""
 
@@ -395,13 +492,39 @@ class StreamTransport:
     def __init__(self, proto: HTTPProtocol) -> None:
         self._proto = proto
 
-    async def send_bytes(self, data: Any) -> None:
-        """Send a bytes-like chunk."""
-        await self._proto._stream_send(check_bytes(data, "send_bytes"))
+    # Like Granian's, the sends check their argument when called, before awaiting.
 
-    async def send_str(self, data: str) -> None:
+    def send_bytes(self, data: Any) -> Coroutine[Any, Any, None]:
+        """Send a bytes-like chunk."""
+        return self._proto._stream_send(data if type(data) is bytes else check_bytes(data, "send_bytes"))
+
+    def send_str(self, data: str) -> Coroutine[Any, Any, None]:
         """Send a str chunk, UTF-8 encoded."""
-        await self._proto._stream_send(check_str(data, "send_str").encode())
+        return self._proto._stream_send(check_str(data, "send_str").encode())
+
+
+_FLAG_TYPES: dict[type, bool] = {}
+
+
+def _disconnect_flag(send: Any) -> Any:
+    """uvicorn's request cycle behind ``send`` (its ``disconnected`` says the client left), else False."""
+    owner = getattr(send, "__self__", None)
+    if owner is None:
+        return False
+    kind = type(owner)
+    ok = _FLAG_TYPES.get(kind)
+    if ok is None:
+        ok = kind.__module__.startswith("uvicorn.protocols.http.") and isinstance(
+            getattr(owner, "disconnected", None), bool
+        )
+        if len(_FLAG_TYPES) < 64:
+            _FLAG_TYPES[kind] = ok
+    return owner if ok else False
+
+
+def _is_daphne(send: Any) -> bool:
+    owner = getattr(getattr(send, "func", None), "__self__", None)  # daphne: partial(server.handle_reply, ...)
+    return owner is not None and type(owner).__module__.startswith("daphne.")
 
 
 def _is_uvicorn(send: Any) -> bool:
@@ -439,13 +562,27 @@ async def serve_http(
     receive: ASGIReceive,
     send: ASGISend,
     chunk_size: int,
+    task: asyncio.Task[Any] | None = None,
 ) -> None:
-    """Run one RSGI HTTP exchange over ASGI."""
+    """Run one RSGI HTTP exchange over ASGI (``task``: the current task, if the caller has it)."""
     proto = HTTPProtocol(scope, receive, send, chunk_size)
-    proto._task = asyncio.current_task()
+    proto._task = task if task is not None else asyncio.current_task()
+    rsgi_scope = proto._rsgi_scope = Scope(scope, "http")  # type: ignore[arg-type]
     error: BaseException | None = None
     try:
-        await Drive(app(proto.scope, proto), proto)
+        coro = app(rsgi_scope, proto)
+        if type(coro) is not _COROUTINE:
+            coro = as_coroutine(coro)
+        # The first step runs here: an app that answers without awaiting needs no Drive.
+        proto._stepping = True
+        try:
+            first = coro.send(None)
+        except StopIteration:
+            first = _DONE
+        finally:
+            proto._stepping = False
+        if first is not _DONE:
+            await Drive(coro, proto, first, handoff=True)
     except Exception as exc:
         error = exc
         proto.log_app_error(exc, "Exception")
@@ -453,6 +590,9 @@ async def serve_http(
         proto.close()
         raise
     try:
-        await proto.finish(error)
+        if error is None and proto._state == 1 and not proto._stream_state:
+            await proto.flush()  # all that finish() would do here
+        else:
+            await proto.finish(error)
     finally:
         proto.close()
