@@ -7,6 +7,7 @@ disconnects seen, and so on, so tests can assert what the app observed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import urllib.parse
@@ -238,10 +239,8 @@ async def app(scope: Any, protocol: Any) -> None:
         waiter = asyncio.ensure_future(protocol.client_disconnect())
         await asyncio.sleep(0.05)
         waiter.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await waiter
-        except asyncio.CancelledError:
-            pass
         body = await protocol()
         protocol.response_bytes(200, [], body)
     elif path == "/disconnect-then-body":
