@@ -248,3 +248,58 @@ async def test_httpx_asgi_transport() -> None:
         assert (await client.get("/error")).status_code == 500
         assert (await client.get("/stream-mixed")).content == b"abcd"
         assert (await client.get("/twice")).content == b"first"
+
+
+# -- Drive hand-off and call-time checks ---------------------------------------------------
+
+
+async def test_app_raising_after_its_response_left_keeps_the_response() -> None:
+    done = asyncio.Event()
+
+    async def app(scope: Any, protocol: Any) -> None:
+        protocol.response_bytes(200, [], b"sent")
+        await asyncio.sleep(0.01)  # the response leaves here; the rest of the app is handed over
+        done.set()
+        raise RuntimeError("late failure")
+
+    bridge = wrap(app)
+    out = await run_http(bridge, http_scope())
+    assert [m.get("status") for m in out] == [200, None] and out[1]["body"] == b"sent"
+    assert done.is_set() and bridge.lifecycle.inflight == 0
+
+
+async def test_app_cancelled_after_its_response_left() -> None:
+    responded = asyncio.Event()
+
+    async def app(scope: Any, protocol: Any) -> None:
+        protocol.response_str(200, [], "ok")
+        responded.set()
+        await asyncio.sleep(30)
+
+    bridge = wrap(app)
+    comm = ApplicationCommunicator(bridge, http_scope())
+    await comm.send_input({"type": "http.request", "body": b""})
+    assert (await comm.receive_output(5))["status"] == 200
+    assert (await comm.receive_output(5))["body"] == b"ok"
+    await asyncio.wait_for(responded.wait(), 5)
+    comm.future.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await comm.future
+    assert bridge.lifecycle.inflight == 0 and not bridge.lifecycle.tasks
+
+
+async def test_stream_send_type_errors_are_raised_by_the_call() -> None:
+    seen: list[str] = []
+
+    async def app(scope: Any, protocol: Any) -> None:
+        transport = protocol.response_stream(200, [])
+        for bad, method in ((b"x", transport.send_str), ("x", transport.send_bytes)):
+            try:
+                method(bad)  # not awaited: the check happens in the call itself, as in Granian
+            except TypeError as exc:
+                seen.append(str(exc))
+        await transport.send_str("fine")
+
+    out = await run_http(wrap(app), http_scope())
+    assert seen == ["send_str takes str, not bytes", "send_bytes takes bytes, bytearray or memoryview, not str"]
+    assert b"".join(m.get("body", b"") for m in out[1:]) == b"fine"
