@@ -24,48 +24,11 @@ import urllib.parse
 from typing import Any
 
 from rsgi_bridge import wrap
-from tests.apps.http_app import DATA_DIR, FILE
+from tests.apps.http_app import DATA_DIR, FILE, dump_scope
 
 __all__ = ["FILE", "app", "asgi", "hooked", "hooked_asgi", "traced"]
 
 JSON = [("content-type", "application/json")]
-
-
-def dump_scope(scope: Any) -> dict[str, Any]:
-    """Everything an RSGI app can read from its scope, JSON-friendly."""
-    h = scope.headers
-    return {
-        "proto": scope.proto,
-        "rsgi_version": scope.rsgi_version,
-        "http_version": scope.http_version,
-        "server": scope.server,
-        "client": scope.client,
-        "scheme": scope.scheme,
-        "method": scope.method,
-        "path": scope.path,
-        "query_string": scope.query_string,
-        "authority": scope.authority,
-        "headers_items": [list(p) for p in h.items()],
-        "headers_keys": list(h.keys()),
-        "headers_values": list(h.values()),
-        "x_rep_get": h.get("x-rep"),
-        "x_rep_all": h.get_all("x-rep"),
-        "x_rep_item": _getitem(h, "x-rep"),
-        "missing_item": _getitem(h, "x-missing"),
-        "contains_x_rep": "x-rep" in h,
-        "missing_get": h.get("x-missing", "dflt"),
-        "missing_all": h.get_all("x-missing"),
-        "contains_host": "host" in h,
-        "len_matches_keys": len(h) == len(list(h.keys())),
-        "iter_matches_keys": list(iter(h)) == list(h.keys()),
-    }
-
-
-def _getitem(headers: Any, name: str) -> str:
-    try:
-        return str(headers[name])
-    except KeyError:
-        return "<KeyError>"
 
 
 def _q(scope: Any) -> dict[str, str]:

@@ -47,6 +47,7 @@ def _exc(exc: BaseException) -> list[str]:
 
 
 def dump_scope(scope: Any) -> dict[str, Any]:
+    """Everything an RSGI app can read from its scope, JSON-friendly."""
     h = scope.headers
     return {
         "proto": scope.proto,
@@ -59,14 +60,30 @@ def dump_scope(scope: Any) -> dict[str, Any]:
         "path": scope.path,
         "query_string": scope.query_string,
         "authority": scope.authority,
-        "headers_items": h.items(),
+        "headers_items": [list(p) for p in h.items()],
         "headers_keys": list(h.keys()),
+        "headers_values": list(h.values()),
         "x_rep_get": h.get("x-rep"),
-        "x_rep_all": h.get_all("x-rep") if hasattr(h, "get_all") else None,
+        "x_rep_all": h.get_all("x-rep"),
+        "x_rep_item": _getitem(h, "x-rep"),
+        "missing_item": _getitem(h, "x-missing"),
+        "contains_x_rep": "x-rep" in h,
         "missing_get": h.get("x-missing", "dflt"),
+        "missing_all": h.get_all("x-missing"),
         "contains_host": "host" in h,
+        "len_matches_keys": len(h) == len(list(h.keys())),
+        "iter_matches_keys": list(iter(h)) == list(h.keys()),
         "len": len(h),
+        "upgrade": h.get("upgrade"),
+        "has_key": "sec-websocket-key" in h,
     }
+
+
+def _getitem(headers: Any, name: str) -> str:
+    try:
+        return str(headers[name])
+    except KeyError:
+        return "<KeyError>"
 
 
 async def app(scope: Any, protocol: Any) -> None:

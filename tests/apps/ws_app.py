@@ -17,6 +17,7 @@ import urllib.parse
 from typing import Any
 
 from rsgi_bridge import ProtocolClosed, ProtocolError, wrap
+from tests.apps.http_app import dump_scope
 
 EVENTS: list[Any] = []
 
@@ -40,27 +41,6 @@ def _kind(msg: Any) -> list[Any]:
     if isinstance(data, bytes):
         data = f"<{len(data)} bytes>"
     return [int(msg.kind), type(msg.kind).__name__, data]
-
-
-def dump_scope(scope: Any) -> dict[str, Any]:
-    h = scope.headers
-    return {
-        "proto": scope.proto,
-        "rsgi_version": scope.rsgi_version,
-        "http_version": scope.http_version,
-        "server": scope.server,
-        "client": scope.client,
-        "scheme": scope.scheme,
-        "method": scope.method,
-        "path": scope.path,
-        "query_string": scope.query_string,
-        "authority": scope.authority,
-        "headers_items": list(h.items()),
-        "x_rep_get": h.get("x-rep"),
-        "x_rep_all": h.get_all("x-rep"),
-        "upgrade": h.get("upgrade"),
-        "has_key": "sec-websocket-key" in h,
-    }
 
 
 async def _echo(transport: Any) -> int:
