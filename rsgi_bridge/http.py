@@ -306,7 +306,7 @@ class HTTPProtocol(Connection):
             else:
                 started = await self._start(status, headers)
             if started:
-                try:  # as _send_safe, inline
+                try:
                     await self._send({"type": "http.response.body", "body": body})
                 except (OSError, RuntimeError) as exc:  # the server gave up on the connection
                     logger.debug("send failed: %r", exc)
@@ -349,13 +349,6 @@ class HTTPProtocol(Connection):
             logger.debug("sending the 500 failed too: %r", exc)
             self._on_disconnect()
         return False
-
-    async def _send_safe(self, message: dict[str, Any]) -> None:
-        try:
-            await self._send(message)
-        except (OSError, RuntimeError) as exc:  # the server gave up on the connection
-            logger.debug("send failed: %r", exc)
-            self._on_disconnect()
 
     async def _send_file(
         self, status: int, headers: list[tuple[bytes, bytes]], path: str, start: int, end: int | None
