@@ -219,6 +219,22 @@ async def rsgi_app(scope: Any, protocol: Any) -> None:
 
 bridged_app = rsgi_bridge.wrap(rsgi_app)
 
+
+def _compare_app() -> Any:
+    """``rsgi_app`` wrapped by the package copy named in ``RSGI_BENCH_COMPARE`` (``run.py --compare``)."""
+    where = os.environ.get("RSGI_BENCH_COMPARE")
+    if not where:
+        return None
+    import importlib
+    import sys
+
+    path = os.path.abspath(where)
+    sys.path.insert(0, os.path.dirname(path))
+    return importlib.import_module(os.path.basename(path)).wrap(rsgi_app)
+
+
+compare_app = _compare_app()
+
 # -- Starlette ----------------------------------------------------------------------
 
 

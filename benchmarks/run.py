@@ -54,6 +54,7 @@ class ServerSpec:
     label: str
     kind: str  # "uvicorn" or "granian"
     target: str
+    compare: str = ""  # --compare: directory of another copy of the rsgi_bridge package to wrap with
 
 
 SERVERS = {
@@ -187,6 +188,8 @@ class RunningServer:
         self.argv = pin(cpu) + cmd
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        if spec.compare:
+            env["RSGI_BENCH_COMPARE"] = spec.compare
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{spec.key}-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen(
             self.argv, cwd=HERE, env=env, stdout=self.log, stderr=subprocess.STDOUT,
@@ -618,6 +621,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-save", action="store_true", help="print the results only")
     p.add_argument("--tag", default="", help="suffix for the result file names")
     p.add_argument("--all", action="store_true", help="also run micro.py and memory.py and include their results")
+    p.add_argument("--compare", type=Path, action="append", default=[], metavar="DIR",
+                   help="also serve rsgi_app wrapped by another copy of the package in DIR (any name), for A/B "
+                   "tests of a change on the real server")  # fmt: skip
     p.add_argument("--chart-from", type=Path, default=None, metavar="JSON", help="only redraw the chart of a saved run")
     return p.parse_args(argv)
 
@@ -634,6 +640,11 @@ def main(argv: list[str]) -> int:
         return 0
     wkeys = [w.strip() for w in args.workloads.split(",") if w.strip()]
     skeys = [s.strip() for s in args.servers.split(",") if s.strip()]
+    for d in args.compare:
+        d = d.resolve()
+        key = f"bridge@{d.name}"
+        SERVERS[key] = ServerSpec(key, f"rsgi-bridge from {d.name} / uvicorn", "uvicorn", "apps:compare_app", str(d))
+        skeys.append(key)
     bad = [w for w in wkeys if w not in WORKLOADS] + [s for s in skeys if s not in SERVERS]
     if bad or args.rounds < 1:
         print(f"unknown workload/server {bad} or rounds < 1", file=sys.stderr)
@@ -705,9 +716,12 @@ def main(argv: list[str]) -> int:
                     print(f"  round {r + 1} {SERVERS[s].label:32s} {res['rps']:10.0f} req/s{extra}{errs}", flush=True)
             for s in skeys:
                 results[w.key][s] = {"rounds": per[s], "summary": summarize(per[s])}
-            if "asgi" in per and "bridge" in per:
-                ra = results[w.key]["bridge"]["summary"]["rps_median"] / results[w.key]["asgi"]["summary"]["rps_median"]
-                print(f"  -> bridge / native ASGI = {ra:.3f}")
+            if "asgi" in per:
+                base = results[w.key]["asgi"]["summary"]["rps_median"]
+                for s in skeys:
+                    if s.startswith("bridge") and base:
+                        ra = results[w.key][s]["summary"]["rps_median"] / base
+                        print(f"  -> {s} / native ASGI = {ra:.3f}")
     finally:
         for srv in servers.values():
             srv.stop()

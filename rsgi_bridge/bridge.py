@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .connection import ASGIReceive, ASGISend, logger
-from .http import serve_http
-from .lifespan import NEW, RUNNING, STARTING, Lifecycle
+from .http import HTTPProtocol
+from .lifespan import NEW, RUNNING, STARTING, Lifecycle, Untracked
 from .websocket import deny_websocket, serve_websocket
 
 __all__ = ["RSGIBridge", "detect_interface", "wrap"]
@@ -108,23 +108,48 @@ class RSGIBridge:
 
     async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
         kind = scope["type"]
-        life = self.lifecycle
         if kind == "http" or kind == "websocket":
-            if life.state != RUNNING and not await self._gate(scope, receive, send):
+            life = self.lifecycle
+            if life.state is not RUNNING and not await self._gate(scope, receive, send):
                 return
-            task = _current_task()
-            life.enter(task, scope)
+            # In flight until it returns: the drain waits for (and may cancel) this task.
+            task: Any = _current_task() or Untracked()
+            tasks = life.tasks
+            tasks[task] = scope
             try:
                 if self._asgi is not None:
                     await self._asgi(scope, receive, send)
                 elif kind == "http":
-                    await serve_http(self._rsgi, scope, receive, send, self.chunk_size, task)  # type: ignore[arg-type]
+                    # HTTPProtocol's steps, inline: one coroutine per request on the hot path.
+                    proto = HTTPProtocol(scope, receive, send, self.chunk_size, task)
+                    try:
+                        try:
+                            rest = proto.begin(self._rsgi)  # type: ignore[arg-type]
+                            if rest is not None:
+                                await rest
+                        except Exception as exc:
+                            proto.failed(exc)
+                        start = proto.plain_start()
+                        if start is None:
+                            await proto.finish()
+                        else:  # as HTTPProtocol.flush
+                            try:
+                                await send(start)
+                                proto._state = 3
+                                await send({"type": "http.response.body", "body": proto._response[4]})  # type: ignore[index]
+                            except Exception as exc:
+                                await proto.plain_failed(exc)
+                    finally:
+                        if proto._w is not None or proto._stream is not None:
+                            proto.close()
                 else:
                     await serve_websocket(self._rsgi, scope, receive, send, life.websockets)  # type: ignore[arg-type]
             finally:
-                life.leave(task)
+                del tasks[task]
+                if not tasks and life.idle is not None:
+                    life.idle.set()
         elif kind == "lifespan":
-            await life.serve(scope, receive, send)
+            await self.lifecycle.serve(scope, receive, send)
         else:
             raise ValueError(f"rsgi-bridge: unsupported ASGI scope type {kind!r}")
 

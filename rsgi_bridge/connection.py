@@ -39,6 +39,10 @@ _NAMES_MAX = 2048
 _PAIRS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
 _PAIRS_MAX = 4096
 _PAIR_VALUE_MAX = 256
+# Whole header lists (as tuples) already checked, with their wire form and whether they hold a content-length.
+_SETS: dict[tuple[Any, ...], tuple[tuple[tuple[bytes, bytes], ...], bool]] = {}
+_SETS_MAX = 1024
+_SET_LEN_MAX = 16
 
 
 class Connection:
@@ -186,16 +190,25 @@ def encode_headers(headers: object) -> tuple[list[tuple[bytes, bytes]], bool]:
     """Check RSGI response headers and encode them for ASGI.
 
     Accepts a list or tuple of ``(str, str)`` tuples, as Granian does. Returns
-    the ASGI header list and whether it holds a ``content-length``.
+    a new ASGI header list and whether it holds a ``content-length``.
     """
-    if type(headers) is not list and not isinstance(headers, (list, tuple)):
+    kind = type(headers)
+    if kind is list or kind is tuple:
+        try:  # the same header set as an earlier response: one lookup
+            hit = _SETS.get(headers if kind is tuple else tuple(headers))  # type: ignore[call-overload]
+        except TypeError:  # something unhashable in it: the full check says what is wrong
+            hit = None
+        if hit is not None:
+            return [*hit[0]], hit[1]
+    elif not isinstance(headers, (list, tuple)):
         raise TypeError(
             f"response headers must be a list or tuple of (name, value) tuples, not {type(headers).__name__}"
         )
     out: list[tuple[bytes, bytes]] = []
     has_length = False
     pairs = _PAIRS
-    for pair in headers:
+    remember = len(headers) <= _SET_LEN_MAX and len(_SETS) < _SETS_MAX  # type: ignore[arg-type]
+    for pair in headers:  # type: ignore[attr-defined]
         wire = None
         if type(pair) is tuple:
             try:  # noqa: SIM105 - contextlib.suppress costs a context manager per header
@@ -204,9 +217,12 @@ def encode_headers(headers: object) -> tuple[list[tuple[bytes, bytes]], bool]:
                 pass
         if wire is None:
             wire = _encode_pair(pair)
+            remember = remember and pair in pairs  # only sets made of remembered (plain str) pairs
         if wire[0] == b"content-length":
             has_length = True
         out.append(wire)
+    if remember:
+        _SETS[tuple(headers)] = (tuple(out), has_length)  # type: ignore[arg-type]
     return out, has_length
 
 

@@ -25,7 +25,7 @@ from .connection import (
 from .errors import ProtocolClosed, ProtocolError
 from .scope import Scope
 
-__all__ = ["HTTPProtocol", "StreamTransport", "serve_http"]
+__all__ = ["HTTPProtocol", "StreamTransport"]
 
 # Response kinds.
 _PLAIN, _FILE, _STREAM = 0, 1, 2
@@ -47,65 +47,76 @@ def _length_header(n: int) -> tuple[bytes, bytes]:
     return header
 
 
+class _Watch:
+    """What noticing a departed client takes, made on first need: the task owning ``receive()``,
+    the body it buffers meanwhile, and the events that connect it to the app."""
+
+    __slots__ = ("buffer", "data", "drained", "gone", "read_done", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None  # the watcher; ``buffer`` is set while it owns receive()
+        self.buffer: deque[bytes] | None = None
+        self.data: asyncio.Event | None = None
+        self.drained: asyncio.Event | None = None
+        self.gone: asyncio.Event | None = None
+        self.read_done: asyncio.Future[None] | None = None
+
+
 class HTTPProtocol(Connection):
     """The ``protocol`` object an RSGI app receives for one HTTP request."""
 
     __slots__ = (
         "_body_taken",
-        "_buffer",
         "_chunk_size",
-        "_data",
         "_disconnected",
-        "_drained",
-        "_flag",
-        "_gone",
+        "_error",
         "_more_body",
-        "_read_done",
         "_reading",
         "_response",
-        "_sends",
         "_state",
-        "_stream_state",
+        "_stream",
         "_task",
-        "_watcher",
+        "_w",
     )
 
-    def __init__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend, chunk_size: int = 65536) -> None:
-        Connection.__init__(self, scope, receive, send)  # not super(): one object less per request
+    def __init__(
+        self,
+        scope: ASGIScope,
+        receive: ASGIReceive,
+        send: ASGISend,
+        chunk_size: int = 65536,
+        task: asyncio.Task[Any] | None = None,
+    ) -> None:
+        # Connection.__init__ inlined: this runs once per request.
+        self._asgi_scope = scope
+        self._receive = receive
+        self._send = send
+        self._rsgi_scope = None
+        self._stepping = False
         # 0: no response yet; 1: set, not sent; 2: sending or sent; 3: complete.
         self._state = 0
         self._response: tuple[Any, ...] | None = None
+        self._stream: StreamTransport | None = None  # the open (or ended) streamed response
         self._body_taken = False
         self._more_body = True
         self._disconnected = False
-        self._watcher: asyncio.Task[None] | None = None
-        self._reading = False
-        self._read_done: asyncio.Future[None] | None = None
-        self._buffer: deque[bytes] | None = None
-        self._data: asyncio.Event | None = None
-        self._drained: asyncio.Event | None = None
-        self._gone: asyncio.Event | None = None
-        self._flag: Any = None  # see _watch_stream
-        # 0: no stream; 1: open; 2: ended (the app returned).
-        self._stream_state = 0
-        self._sends = 0
+        self._error: Exception | None = None  # what the app raised
+        self._reading = False  # a direct receive() for the body is in flight
+        self._w: _Watch | None = None
         self._chunk_size = chunk_size
-        self._task: asyncio.Task[Any] | None = None
+        self._task = task
 
     # -- request body ---------------------------------------------------------
 
-    def _take_body(self) -> None:
+    async def __call__(self) -> bytes:
+        """Read the whole request body."""
         if self._body_taken:
             raise ProtocolError("the request body can be read only once")
         self._body_taken = True
-
-    async def __call__(self) -> bytes:
-        """Read the whole request body."""
-        self._take_body()
         chunk = await self._next_chunk()
         if chunk is None:
             return b""
-        if not self._more_body and not self._buffer:
+        if not self._more_body and self._w is None:
             return chunk
         parts = [chunk]
         while (chunk := await self._next_chunk()) is not None:
@@ -113,13 +124,15 @@ class HTTPProtocol(Connection):
         return b"".join(parts)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        self._take_body()
+        if self._body_taken:
+            raise ProtocolError("the request body can be read only once")
+        self._body_taken = True
         return _BodyIterator(self)
 
     async def _next_chunk(self) -> bytes | None:
         """Next piece of the body, ``None`` at its end; ``ProtocolClosed`` if the client left."""
-        buf = self._buffer
-        if buf is None:  # no watcher: read straight from the server
+        w = self._w
+        if w is None or w.buffer is None:  # no watcher: read straight from the server
             if not self._more_body:
                 return None
             if self._disconnected:
@@ -128,20 +141,11 @@ class HTTPProtocol(Connection):
             try:
                 msg = await self._receive()
             finally:
-                self._reading = False
-                done = self._read_done
-                if done is not None and not done.done():
-                    done.set_result(None)
-            if msg["type"] == "http.request":
-                self._more_body = more = msg.get("more_body", False)
-                if not more and self._stream_state == 1:
-                    self._watch_stream()
-                return msg.get("body", b"")  # type: ignore[no-any-return]
-            self._on_disconnect()
-            raise ProtocolClosed("the client disconnected")
+                self._read_over()
+            return self._took(msg)
         # a watcher owns receive(): take what it buffered
-        data = self._data
-        assert data is not None and self._drained is not None
+        buf, data, drained = w.buffer, w.data, w.drained
+        assert data is not None and drained is not None
         while not buf:
             if not self._more_body:
                 return None
@@ -151,68 +155,83 @@ class HTTPProtocol(Connection):
             await data.wait()
         chunk = buf.popleft()
         if not buf:
-            self._drained.set()
+            drained.set()
         return chunk
+
+    def _read_over(self) -> None:
+        """A direct ``receive()`` for the body returned: a watcher waiting for it may start."""
+        self._reading = False
+        w = self._w
+        if w is not None and w.read_done is not None and not w.read_done.done():
+            w.read_done.set_result(None)
+
+    def _took(self, msg: dict[str, Any]) -> bytes:
+        """The body in a message of a direct ``receive()``; ``ProtocolClosed`` if it says the client left."""
+        if msg["type"] == "http.request":
+            self._more_body = more = msg.get("more_body", False)
+            if not more and self._stream is not None and self._stream._open:
+                self._stream._watch()
+            return msg.get("body", b"")  # type: ignore[no-any-return]
+        self._on_disconnect()
+        raise ProtocolClosed("the client disconnected")
 
     def _on_disconnect(self) -> None:
         self._disconnected = True
-        gone = self._gone
-        if gone is not None:
-            gone.set()
-        if self._data is not None:
-            self._data.set()
+        w = self._w
+        if w is not None:
+            if w.gone is not None:
+                w.gone.set()
+            if w.data is not None:
+                w.data.set()
 
     def _watch(self) -> None:
         """Start the task that owns ``receive()`` to notice the client leaving."""
-        if self._watcher is None and not self._disconnected and self._state != 3:
-            self._buffer = deque()
-            self._data = asyncio.Event()
-            self._drained = asyncio.Event()
-            self._drained.set()
-            self._watcher = asyncio.get_running_loop().create_task(self._watch_loop())
+        w = self._w
+        if w is None:
+            w = self._w = _Watch()
+        if w.task is None and not self._disconnected and self._state != 3:
+            w.buffer = deque()
+            w.data = asyncio.Event()
+            w.drained = asyncio.Event()
+            w.drained.set()
+            w.task = asyncio.get_running_loop().create_task(self._watch_loop(w))
 
-    async def _watch_loop(self) -> None:
-        if self._reading:  # a direct body read is in flight: let it finish first
-            self._read_done = asyncio.get_running_loop().create_future()
-            await self._read_done
-        buf, data, drained = self._buffer, self._data, self._drained
-        assert buf is not None and data is not None and drained is not None
-        receive = self._receive
-        while not self._disconnected:
-            if self._more_body:
-                await drained.wait()  # backpressure: hold until the app took the last chunk
-            msg = await receive()
-            if msg["type"] == "http.request":
-                body = msg.get("body", b"")
+    async def _watch_loop(self, w: _Watch) -> None:
+        try:
+            if self._reading:  # a direct body read is in flight: let it finish first
+                w.read_done = asyncio.get_running_loop().create_future()
+                await w.read_done
+            buf, data, drained = w.buffer, w.data, w.drained
+            assert buf is not None and data is not None and drained is not None
+            receive = self._receive
+            while not self._disconnected:
                 if self._more_body:
-                    if body:
-                        buf.append(body)
-                        drained.clear()
-                    self._more_body = msg.get("more_body", False)
-                data.set()
-            elif msg["type"] == "http.disconnect":
-                self._on_disconnect()
-                return
-
-    def _watch_stream(self) -> None:
-        """Notice the client leaving while a stream is open.
-
-        uvicorn flags it on the request itself (``disconnected``): the sends check that flag,
-        no task needed. Other servers only say it through ``receive()``: start the watcher.
-        """
-        flag = self._flag
-        if flag is None:
-            flag = self._flag = _disconnect_flag(self._send)
-        if flag is False:
-            self._watch()
+                    await drained.wait()  # backpressure: hold until the app took the last chunk
+                msg = await receive()
+                if msg["type"] == "http.request":
+                    body = msg.get("body", b"")
+                    if self._more_body:
+                        if body:
+                            buf.append(body)
+                            drained.clear()
+                        self._more_body = msg.get("more_body", False)
+                    data.set()
+                elif msg["type"] == "http.disconnect":
+                    self._on_disconnect()
+                    return
+        finally:
+            w.task = None  # else task -> its exception -> this frame -> w -> task: a cycle left to the GC
 
     async def client_disconnect(self) -> None:
         """Resolve when the client disconnects (safe to cancel)."""
         if self._disconnected:
             return
-        gone = self._gone
+        w = self._w
+        if w is None:
+            w = self._w = _Watch()
+        gone = w.gone
         if gone is None:
-            gone = self._gone = asyncio.Event()
+            gone = w.gone = asyncio.Event()
         self._watch()
         await gone.wait()
 
@@ -276,12 +295,53 @@ class HTTPProtocol(Connection):
         """Start a streamed response; it ends when the app returns."""
         if self._state:
             raise ProtocolError("response_stream called after a response was already set")
-        self._set((_STREAM, check_status(status), *encode_headers(headers)))
-        self._stream_state = 1
-        return StreamTransport(self)
+        response = (_STREAM, check_status(status), *encode_headers(headers))
+        transport = self._stream = StreamTransport(self)
+        self._set(response)
+        return transport
+
+    def plain_start(self) -> dict[str, Any] | None:
+        """The ``http.response.start`` message of a pending plain response the server takes as is, else None.
+
+        The caller sends it, sets ``_state = 3``, sends the body (``_response[4]``) and hands an
+        exception from either send to :meth:`plain_failed`. Other responses go through :meth:`flush`.
+        """
+        if self._state != 1 or self._stream is not None:
+            return None
+        response = self._response
+        assert response is not None
+        status = response[1]
+        if response[0] != _PLAIN or not 200 <= status <= 599 or status == 204 or status == 304:
+            return None
+        self._state = 2
+        headers = response[2]
+        if not response[3]:  # no content-length from the app
+            n = len(response[4])
+            headers.append(_LENGTHS.get(n) or _length_header(n))
+        return {"type": "http.response.start", "status": status, "headers": headers}
+
+    async def plain_failed(self, exc: Exception) -> None:
+        """A send of :meth:`plain_start`'s response raised ``exc``."""
+        if self._state == 2:  # the start: the server refused the status or the headers
+            await self._refused(self._response[1], exc)  # type: ignore[index]
+        elif isinstance(exc, (OSError, RuntimeError)):  # the body: the server gave up on the connection
+            logger.debug("send failed: %r", exc)
+            self._on_disconnect()
+        else:
+            raise exc
+        self._state = 3
 
     async def flush(self) -> None:
         """Hand the response that was set to the server."""
+        start = self.plain_start()
+        if start is not None:
+            try:  # as RSGIBridge.__call__, which inlines this for the response set when the app returns
+                await self._send(start)
+                self._state = 3
+                await self._send({"type": "http.response.body", "body": self._response[4]})  # type: ignore[index]
+            except Exception as exc:
+                await self.plain_failed(exc)
+            return
         if self._state != 1:
             return
         self._state = 2
@@ -290,22 +350,13 @@ class HTTPProtocol(Connection):
         kind = response[0]
         status = response[1]
         headers = response[2]
-        if kind == _PLAIN:
+        if kind == _PLAIN:  # a bodiless status, or one _start refuses
             body = response[4]
             if status == 204 or status == 304:  # bodiless statuses: no body, no length (as Granian)
                 body = b""
             elif not response[3]:  # no content-length from the app
                 headers.append(_LENGTHS.get(len(body)) or _length_header(len(body)))
-            if 200 <= status <= 599:  # what _start sends as is: done here, one coroutine less
-                try:
-                    await self._send({"type": "http.response.start", "status": status, "headers": headers})
-                    started = True
-                except Exception as exc:
-                    logger.error("the ASGI server refused the response status %s or its headers: %r", status, exc)
-                    started = await self._answer_500()
-            else:
-                started = await self._start(status, headers)
-            if started:
+            if await self._start(status, headers):
                 try:
                     await self._send({"type": "http.response.body", "body": body})
                 except (OSError, RuntimeError) as exc:  # the server gave up on the connection
@@ -313,8 +364,8 @@ class HTTPProtocol(Connection):
                     self._on_disconnect()
             self._state = 3
         elif kind == _STREAM:
-            if await self._start(status, headers):
-                self._watch_stream()  # sends to a departed client are dropped silently: watch for it
+            if await self._start(status, headers) and self._stream is not None:
+                self._stream._watch()  # sends to a departed client are dropped silently: watch for it
         else:
             try:
                 await self._send_file(status, headers, *response[4:])
@@ -336,12 +387,17 @@ class HTTPProtocol(Connection):
                 await self._send({"type": "http.response.start", "status": status, "headers": headers})
                 return True
             except Exception as exc:
-                logger.error("the ASGI server refused the response status %s or its headers: %r", status, exc)
+                return await self._refused(status, exc)
+        return await self._answer_500()
+
+    async def _refused(self, status: int, exc: Exception) -> bool:
+        """The server raised ``exc`` on ``http.response.start``: log it, answer a 500; always False."""
+        logger.error("the ASGI server refused the response status %s or its headers: %r", status, exc)
         return await self._answer_500()
 
     async def _answer_500(self) -> bool:
         """Answer an empty 500 in place of a response that could not start; always False."""
-        self._stream_state = 0
+        self._end_stream()
         try:
             await self._send(_EMPTY_500)
             await self._send(_END)
@@ -389,40 +445,51 @@ class HTTPProtocol(Connection):
         finally:
             f.close()
 
-    async def _stream_send(self, data: bytes) -> None:
-        if self._stream_state != 1:
-            raise ProtocolError("the stream is over: the app already returned")
-        if self._state == 1:
-            await self.flush()
-        flag = self._flag
-        if self._disconnected or (flag and flag.disconnected):
-            self._on_disconnect()
-            raise ProtocolClosed("the client disconnected")
-        if data:
-            await self._send({"type": "http.response.body", "body": data, "more_body": True})
-            self._sends += 1
-            if not self._sends & 15:
-                # Once the socket broke, hypercorn's and uvicorn's sends return without suspending: yield
-                # now and then so the loop can run connection_lost (uvicorn's flag) or the watcher
-                # (hypercorn), else the app spins and starves the whole server.
-                await asyncio.sleep(0)
-            if self._disconnected or (flag and flag.disconnected):  # uvicorn: see _watch_stream
-                self._on_disconnect()
-                raise ProtocolClosed("the client disconnected")
+    def _end_stream(self) -> None:
+        """The stream (if any) takes no more data and is no longer the response."""
+        stream = self._stream
+        if stream is not None:
+            stream._open = False
+            self._stream = None
 
-    async def finish(self, exc: BaseException | None) -> None:
-        """Complete the exchange after the app returned (``exc`` is what it raised)."""
+    def begin(self, app: Callable[[Any, Any], Awaitable[Any]]) -> Drive | None:
+        """Call the RSGI app and run its first step here; what is left of it, if anything, to await.
+
+        An app that answers without awaiting thus needs no :class:`Drive`.
+        """
+        scope = self._rsgi_scope = Scope(self._asgi_scope, "http")  # type: ignore[arg-type]
+        coro = app(scope, self)
+        if type(coro) is not _COROUTINE:
+            coro = as_coroutine(coro)
+        self._stepping = True
+        try:
+            first = coro.send(None)
+        except StopIteration:
+            return None
+        finally:
+            self._stepping = False
+        return Drive(coro, self, first, handoff=True)
+
+    def failed(self, exc: Exception) -> None:
+        """The app raised ``exc``: log it; :meth:`finish` answers accordingly."""
+        self._error = exc
+        self.log_app_error(exc, "Exception")
+
+    async def finish(self) -> None:
+        """Complete the exchange after the app returned or raised."""
+        exc = self._error
         state = self._state
         if state == 1:
-            if exc is not None and self._stream_state:
+            if exc is not None and self._stream is not None:
                 # The app failed before its stream's headers left: a clean 500 instead.
-                self._stream_state = 0
+                self._end_stream()
                 state = self._state = 0
             else:
                 await self.flush()
                 state = self._state
-        if self._stream_state:
-            self._stream_state = 2
+        stream = self._stream
+        if stream is not None:
+            stream._open = False
             if exc is not None and not _is_daphne(self._send):
                 raise exc  # abort: the client must not see a clean end of body
             # daphne cannot abort a started response (re-raising breaks its application checker
@@ -441,13 +508,24 @@ class HTTPProtocol(Connection):
         self._state = 3
 
     def close(self) -> None:
-        """Release what the request held: the watcher task and disconnect waiters."""
-        w = self._watcher
-        if w is not None and not w.done():
-            w.cancel()
-        gone = self._gone
-        if gone is not None:
-            gone.set()
+        """Release what the request held: the watcher task, disconnect waiters, the stream.
+
+        Also breaks the reference cycles these make with the protocol (transport <-> protocol,
+        watcher task -> its frame -> protocol), so the request's objects go when it ends, not at
+        the next garbage collection.
+        """
+        w = self._w
+        if w is not None:
+            self._w = None
+            task, w.task = w.task, None  # the task's frame holds w: no way back to the task
+            if task is not None and not task.done():
+                task.cancel()
+            if w.gone is not None:
+                w.gone.set()
+        stream = self._stream
+        if stream is not None:
+            stream._open = False
+            self._stream = None
 
 
 class _BodyIterator:
@@ -465,14 +543,27 @@ class _BodyIterator:
         return self
 
     async def __anext__(self) -> bytes:
-        next_chunk = self._proto._next_chunk
+        proto = self._proto
         while True:
-            try:
-                chunk = await next_chunk()
-            except ProtocolClosed:  # as Granian: iteration ends with what arrived; ``await protocol()`` raises
-                raise StopAsyncIteration from None
-            if chunk is None:
-                raise StopAsyncIteration
+            if proto._w is None:  # no watcher: read straight from the server, as _next_chunk (inline: hot path)
+                if not proto._more_body or proto._disconnected:
+                    raise StopAsyncIteration
+                proto._reading = True
+                try:
+                    msg = await proto._receive()
+                finally:
+                    proto._read_over()
+                try:
+                    chunk = proto._took(msg)
+                except ProtocolClosed:  # as Granian: iteration ends with what arrived; ``await protocol()`` raises
+                    raise StopAsyncIteration from None
+            else:
+                try:
+                    chunk = await proto._next_chunk()  # type: ignore[assignment]
+                except ProtocolClosed:
+                    raise StopAsyncIteration from None
+                if chunk is None:
+                    raise StopAsyncIteration
             if chunk:
                 return chunk
 
@@ -480,20 +571,69 @@ class _BodyIterator:
 class StreamTransport:
     """The transport ``response_stream`` returns."""
 
-    __slots__ = ("_proto",)
+    __slots__ = ("_flag", "_open", "_proto", "_sends")
 
     def __init__(self, proto: HTTPProtocol) -> None:
         self._proto = proto
+        self._open = True  # False once the app returned (or the stream gave way to a 500)
+        self._flag: Any = None  # see _watch
+        self._sends = 0
 
     # Like Granian's, the sends check their argument when called, before awaiting.
 
     def send_bytes(self, data: Any) -> Coroutine[Any, Any, None]:
         """Send a bytes-like chunk."""
-        return self._proto._stream_send(data if type(data) is bytes else check_bytes(data, "send_bytes"))
+        return self._write(data if type(data) is bytes else check_bytes(data, "send_bytes"))
 
     def send_str(self, data: str) -> Coroutine[Any, Any, None]:
         """Send a str chunk, UTF-8 encoded."""
-        return self._proto._stream_send(check_str(data, "send_str").encode())
+        return self._write(check_str(data, "send_str").encode())
+
+    def _watch(self) -> None:
+        """Notice the client leaving while the stream is open.
+
+        uvicorn flags it on the request itself (``disconnected``): the sends check that flag,
+        no task needed. Other servers only say it through ``receive()``: start the watcher.
+        """
+        flag = self._flag
+        if flag is None:
+            flag = self._flag = _disconnect_flag(self._proto._send)
+        if flag is False:
+            self._proto._watch()
+
+    async def _write(self, data: bytes) -> None:
+        if not self._open:
+            raise ProtocolError("the stream is over: the app already returned")
+        proto = self._proto
+        if proto._state == 1:  # the first chunk: the headers leave first
+            response = proto._response
+            assert response is not None
+            status = response[1]
+            if response[0] == _STREAM and 200 <= status <= 599:  # as flush(), inline: one coroutine less
+                proto._state = 2
+                try:
+                    await proto._send({"type": "http.response.start", "status": status, "headers": response[2]})
+                except Exception as exc:
+                    await proto._refused(status, exc)
+                else:
+                    self._watch()
+            else:
+                await proto.flush()
+        flag = self._flag
+        if proto._disconnected or (flag and flag.disconnected):
+            proto._on_disconnect()
+            raise ProtocolClosed("the client disconnected")
+        if data:
+            await proto._send({"type": "http.response.body", "body": data, "more_body": True})
+            self._sends += 1
+            if not self._sends & 15:
+                # Once the socket broke, hypercorn's and uvicorn's sends return without suspending: yield
+                # now and then so the loop can run connection_lost (uvicorn's flag) or the watcher
+                # (hypercorn), else the app spins and starves the whole server.
+                await asyncio.sleep(0)
+            if proto._disconnected or (flag and flag.disconnected):  # uvicorn: see _watch
+                proto._on_disconnect()
+                raise ProtocolClosed("the client disconnected")
 
 
 _FLAG_TYPES: dict[type, bool] = {}
@@ -547,45 +687,3 @@ def _open_file(path: str, start: int) -> Any:
     if start:
         f.seek(start)
     return f
-
-
-async def serve_http(
-    app: Callable[[Any, Any], Awaitable[Any]],
-    scope: ASGIScope,
-    receive: ASGIReceive,
-    send: ASGISend,
-    chunk_size: int,
-    task: asyncio.Task[Any] | None = None,
-) -> None:
-    """Run one RSGI HTTP exchange over ASGI (``task``: the current task, if the caller has it)."""
-    proto = HTTPProtocol(scope, receive, send, chunk_size)
-    proto._task = task if task is not None else asyncio.current_task()
-    rsgi_scope = proto._rsgi_scope = Scope(scope, "http")  # type: ignore[arg-type]
-    error: BaseException | None = None
-    try:
-        coro = app(rsgi_scope, proto)
-        if type(coro) is not _COROUTINE:
-            coro = as_coroutine(coro)
-        # The first step runs here: an app that answers without awaiting needs no Drive.
-        proto._stepping = True
-        try:
-            first = coro.send(None)
-        except StopIteration:
-            first = _DONE
-        finally:
-            proto._stepping = False
-        if first is not _DONE:
-            await Drive(coro, proto, first, handoff=True)
-    except Exception as exc:
-        error = exc
-        proto.log_app_error(exc, "Exception")
-    except BaseException:
-        proto.close()
-        raise
-    try:
-        if error is None and proto._state == 1 and not proto._stream_state:
-            await proto.flush()  # all that finish() would do here
-        else:
-            await proto.finish(error)
-    finally:
-        proto.close()

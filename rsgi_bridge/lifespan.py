@@ -161,6 +161,18 @@ def _what(scope: dict[str, Any] | None) -> str:
     return f"{scope.get('method', '')} {scope.get('path', '')}"
 
 
+class Untracked:
+    """Stands for the task of a request run outside any task (it cannot be cancelled)."""
+
+    __slots__ = ()
+
+    def done(self) -> bool:
+        return False
+
+    def cancel(self) -> bool:
+        return False
+
+
 class Lifecycle:
     """Runs ``__rsgi_init__``/``__rsgi_del__`` once and tracks in-flight work.
 
@@ -186,13 +198,12 @@ class Lifecycle:
         self.drain_timeout = drain_timeout
         self.inner_lifespan = inner_lifespan
         self.state = NEW
-        self.tasks: dict[asyncio.Task[Any], dict[str, Any] | None] = {}
+        self.tasks: dict[Any, dict[str, Any] | None] = {}  # task (or Untracked) -> its ASGI scope
         # Open RSGI websocket sessions (filled by the websocket path), closed with 1012 on drain.
         self.websockets: set[Any] = set()
-        self.inflight = 0
         self.lazy = False  # started by a request, not by ASGI lifespan
         self.lifespan_seen = False
-        self._idle: asyncio.Event | None = None
+        self.idle: asyncio.Event | None = None  # set when the last in-flight request ends (during drain)
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sentinel: asyncio.Task[None] | None = None
@@ -200,21 +211,14 @@ class Lifecycle:
         self._inner: _InnerLifespan | None = None
         self._init_threads: list[threading.Thread] = []
 
-    # -- in-flight accounting (hot path) --------------------------------------
+    # -- in-flight accounting ----------------------------------------------------
+    # RSGIBridge.__call__ adds each request's task to ``tasks`` and removes it when the request ends
+    # (inline there: it is the hot path), then sets ``idle`` once none is left.
 
-    def enter(self, task: asyncio.Task[Any] | None, scope: dict[str, Any] | None = None) -> None:
-        """Count one request or websocket session (run by ``task``) as in flight."""
-        self.inflight += 1
-        if task is not None:
-            self.tasks[task] = scope
-
-    def leave(self, task: asyncio.Task[Any] | None) -> None:
-        """The request counted by :meth:`enter` has ended."""
-        self.inflight -= 1
-        if task is not None:
-            self.tasks.pop(task, None)
-        if self.inflight == 0 and self._idle is not None:
-            self._idle.set()
+    @property
+    def inflight(self) -> int:
+        """Requests and websocket sessions in flight."""
+        return len(self.tasks)
 
     # -- startup ---------------------------------------------------------------
 
@@ -297,7 +301,7 @@ class Lifecycle:
         if count == 0:
             logger.info("drain finished in 0.000s: 0 ended, 0 abandoned")
             return
-        self._idle = idle = asyncio.Event()
+        self.idle = idle = asyncio.Event()
         if self.websockets:
             # Long-lived sessions would hold the drain to its timeout: close them as uvicorn does.
             from .websocket import close_websockets
@@ -318,9 +322,10 @@ class Lifecycle:
         )
         for t in left:
             t.cancel()
-        stuck: set[asyncio.Task[Any]] = set()
-        if left:
-            _, stuck = await asyncio.wait(left, timeout=_CANCEL_GRACE)
+        stuck: set[Any] = set()
+        waitable = [t for t in left if isinstance(t, asyncio.Future)]
+        if waitable:
+            _, stuck = await asyncio.wait(waitable, timeout=_CANCEL_GRACE)
         logger.warning(
             "drain finished in %.3fs: %d ended, %d abandoned%s",
             time.perf_counter() - t0,
