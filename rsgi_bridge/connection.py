@@ -195,7 +195,7 @@ def encode_headers(headers: object) -> tuple[list[tuple[bytes, bytes]], bool]:
     kind = type(headers)
     if kind is list or kind is tuple:
         try:  # the same header set as an earlier response: one lookup
-            hit = _SETS.get(headers if kind is tuple else tuple(headers))  # type: ignore[call-overload]
+            hit = _SETS.get(headers if kind is tuple else tuple(headers))  # type: ignore[arg-type, call-overload]
         except TypeError:  # something unhashable in it: the full check says what is wrong
             hit = None
         if hit is not None:
