@@ -13,7 +13,6 @@ from .connection import (
     ASGIScope,
     ASGISend,
     Connection,
-    Drive,
     check_bytes,
     check_str,
     logger,
@@ -90,9 +89,11 @@ async def deny_websocket(scope: ASGIScope, receive: ASGIReceive, send: ASGISend,
 class WebsocketProtocol(Connection):
     """The ``protocol`` object an RSGI app receives for one websocket.
 
-    After ``accept()`` a watcher task owns ASGI ``receive()``: it buffers incoming
-    messages (bounded) and notices the client leaving even while the app only sends,
-    since some servers drop sends to a departed client silently.
+    On uvicorn, whose sends raise once the client has left, ``receive()`` reads straight
+    from ASGI ``receive()``. Elsewhere, after ``accept()`` a watcher task owns ASGI
+    ``receive()``: it buffers incoming messages (bounded) and notices the client leaving
+    even while the app only sends, since those servers drop sends to a departed client
+    silently. A second task receiving concurrently also gets the watcher.
     """
 
     __slots__ = (
@@ -105,11 +106,12 @@ class WebsocketProtocol(Connection):
         "_inbox",
         "_inbox_size",
         "_phase",
+        "_read_done",
         "_ready",
+        "_receiving",
         "_room",
         "_sessions",
         "_state",
-        "_task",
         "_watcher",
     )
 
@@ -131,13 +133,15 @@ class WebsocketProtocol(Connection):
         self._away = False  # the server side is going away (close_websockets)
         self._close_seen = False  # receive() returned the close message
         self._close_status: int | None = None
+        self._receiving = False  # a direct receive() is in flight
+        self._read_done: asyncio.Future[None] | None = None  # resolved when it returns (the watcher waits)
+        # With a watcher only:
         self._inbox: deque[WebsocketMessage] = deque()
         self._inbox_size = 0
         self._ready: asyncio.Event | None = None  # set: inbox not empty, or the end reached
         self._room: asyncio.Event | None = None  # set: inbox under its bounds
         self._watcher: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
-        self._task: asyncio.Task[Any] | None = None  # the task serving this connection
 
     async def accept(self) -> WebsocketTransport:
         """Complete the handshake and return the transport."""
@@ -153,13 +157,20 @@ class WebsocketProtocol(Connection):
         except OSError as exc:  # uvicorn: the client left meanwhile
             self._gone = True
             raise ProtocolClosed("the client disconnected before the handshake completed") from exc
+        if self._sessions is not None:
+            self._sessions.add(self)
+        if not _sends_raise_when_gone(self._send):
+            self._start_watch()
+        return WebsocketTransport(self)
+
+    def _start_watch(self) -> None:
+        """Hand ``receive()`` to a watcher task (see the class docstring)."""
+        if self._watcher is not None or self._gone or self._phase != _OPEN:
+            return
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
-        if self._sessions is not None:
-            self._sessions.add(self)
-        return WebsocketTransport(self)
 
     async def _watch(self) -> None:
         """Own ``receive()``: buffer messages until the client disconnects."""
@@ -168,7 +179,10 @@ class WebsocketProtocol(Connection):
         ready, room = self._ready, self._room
         assert ready is not None and room is not None
         try:
-            while True:
+            if self._receiving:  # a direct receive() is in flight: its message is the app's
+                self._read_done = asyncio.get_running_loop().create_future()
+                await self._read_done
+            while not self._gone:
                 message = await receive()
                 kind = message["type"]
                 if kind == "websocket.receive":
@@ -194,7 +208,8 @@ class WebsocketProtocol(Connection):
         """Reject the handshake (before accept) or close the socket; idempotent.
 
         Takes effect at the app's next ``await`` (or at once when called from a task
-        other than the one serving the connection).
+        other than the one serving the connection). A receive in flight returns the close
+        message once the close handshake ends.
         """
         if self._state or self._phase == _CLOSED:
             return
@@ -208,10 +223,9 @@ class WebsocketProtocol(Connection):
                 self._stop_watch()
                 return
         self._state = 1
-        task = self._task
-        if task is not None and asyncio.current_task() is not task:
-            # The serving task may be blocked for long: send the close now.
-            self._closer = asyncio.get_running_loop().create_task(self._flush_quietly())
+        # Sent by a task of its own: at the app's next ``await`` when the app's task called this,
+        # at once when another task did (the serving task may be blocked for long).
+        self._closer = asyncio.get_running_loop().create_task(self._flush_quietly())
 
     async def _flush_quietly(self) -> None:
         try:
@@ -265,8 +279,10 @@ class WebsocketProtocol(Connection):
         if self._sessions is not None:
             self._sessions.discard(self)
         w = self._watcher
-        if w is not None and not w.done():
-            w.cancel()
+        if w is not None:
+            self._watcher = None  # no cycle: proto -> task -> its frame -> proto
+            if not w.done():
+                w.cancel()
         self._inbox.clear()
         room = self._room
         if room is not None:
@@ -279,8 +295,43 @@ class WebsocketProtocol(Connection):
         return _CLOSE_MESSAGE
 
     async def _receive_message(self) -> WebsocketMessage:
+        if self._watcher is not None or self._receiving or self._state or self._phase != _OPEN or self._gone:
+            return await self._receive_other()
+        # Straight from the server (the common case on uvicorn).
+        self._receiving = True
+        try:
+            while True:
+                message = await self._receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    if self._state or self._phase == _CLOSED:  # closed meanwhile
+                        return self._close_once()
+                    data = message.get("bytes")
+                    if data is not None:
+                        return WebsocketMessage(_BYTES, data)
+                    return WebsocketMessage(_STRING, message.get("text") or "")
+                if kind == "websocket.disconnect":
+                    break
+        except Exception as exc:  # the server failed receive(): the client is as good as gone
+            logger.debug("websocket receive failed: %r", exc)
+        finally:
+            self._receiving = False
+            done = self._read_done
+            if done is not None and not done.done():
+                done.set_result(None)
+        self._gone = True
+        if self._ready is not None:
+            self._ready.set()
+        return self._close_once()
+
+    async def _receive_other(self) -> WebsocketMessage:
+        """``receive()`` when not straight from the server: misuse, closed, or through the watcher."""
         if self._phase == _NEW:
             raise ProtocolError("receive() before accept()")
+        if self._watcher is None:
+            if self._state or self._phase == _CLOSED or self._gone:
+                return self._close_once()
+            self._start_watch()  # a second receiver while one waits: the watcher shares out what arrives
         inbox = self._inbox
         ready = self._ready
         assert ready is not None
@@ -319,6 +370,7 @@ class WebsocketProtocol(Connection):
         """After the app returned: reject or close whatever it left open."""
         closer = self._closer
         if closer is not None:
+            self._closer = None
             await closer
         if self._state == 1:
             await self.flush()
@@ -350,11 +402,32 @@ class WebsocketTransport:
 
     def send_bytes(self, data: bytes) -> Coroutine[Any, Any, None]:
         """Send a binary frame (bytes, bytearray or memoryview)."""
-        return self._proto._send_message({"type": "websocket.send", "bytes": check_bytes(data, "send_bytes")})
+        if type(data) is not bytes:
+            data = check_bytes(data, "send_bytes")
+        return self._proto._send_message({"type": "websocket.send", "bytes": data})
 
     def send_str(self, data: str) -> Coroutine[Any, Any, None]:
         """Send a text frame."""
-        return self._proto._send_message({"type": "websocket.send", "text": check_str(data, "send_str")})
+        if type(data) is not str:
+            data = check_str(data, "send_str")
+        return self._proto._send_message({"type": "websocket.send", "text": data})
+
+
+_RAISING_TYPES: dict[type, bool] = {}
+
+
+def _sends_raise_when_gone(send: Any) -> bool:
+    """Whether ``send`` is uvicorn's own, which raises once the client has left."""
+    owner = getattr(send, "__self__", None)
+    if owner is None:
+        return False
+    kind = type(owner)
+    ok = _RAISING_TYPES.get(kind)
+    if ok is None:
+        ok = kind.__module__.startswith("uvicorn.protocols.websockets.")
+        if len(_RAISING_TYPES) < 64:
+            _RAISING_TYPES[kind] = ok
+    return ok
 
 
 def close_websockets(sessions: set[WebsocketProtocol], code: int = 1012) -> int:
@@ -376,10 +449,9 @@ async def serve_websocket(
 ) -> None:
     """Run one RSGI websocket session over ASGI; ``sessions`` tracks it while open."""
     proto = WebsocketProtocol(scope, receive, send, sessions)
-    proto._task = asyncio.current_task()
     error: BaseException | None = None
     try:
-        await Drive(app(proto.scope, proto), proto)
+        await app(proto.scope, proto)
     except Exception as exc:
         error = exc
         if not (isinstance(exc, ProtocolClosed) and proto._gone):

@@ -83,9 +83,7 @@ def test_scope_mapping() -> None:
     assert dict(h.items())["x-a"] == "2"
 
 
-@pytest.mark.parametrize(
-    ("asgi", "want"), [("1.0", "1"), ("1.1", "1.1"), ("2", "2"), ("3", "3")]
-)
+@pytest.mark.parametrize(("asgi", "want"), [("1.0", "1"), ("1.1", "1.1"), ("2", "2"), ("3", "3")])
 def test_http_versions(asgi: str, want: str) -> None:
     s = Scope(http_scope(http_version=asgi), "http")
     assert s.http_version == want

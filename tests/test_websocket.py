@@ -194,6 +194,17 @@ def test_close_from_another_task_wakes_receiver(server: Server, events: Events) 
     assert events.get("reader") == [[[0, "WebsocketMessageType", None]]]
 
 
+def test_two_tasks_receiving_at_once_share_the_messages(server: Server) -> None:
+    with ws_connect(server, "/two-receivers") as ws:
+        assert ws.recv(5) == "ready"
+        ws.send("a")
+        ws.send("b")
+        assert ws.recv(5) == "a,b"
+        for i in range(3):
+            ws.send(f"then {i}")
+            assert ws.recv(5) == f"then {i}"
+
+
 # -- the client leaving ------------------------------------------------------------------
 
 

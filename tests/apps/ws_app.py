@@ -195,6 +195,21 @@ async def websocket(scope: Any, protocol: Any) -> None:
         await _try("send-after-close", lambda: transport.send_str("after"))
         await _try("receive-after-close", lambda: asyncio.wait_for(transport.receive(), 3))
         await _try("receive-after-close-2", lambda: asyncio.wait_for(transport.receive(), 3))
+    elif path == "/two-receivers":
+        # two tasks wait in receive() at once: each message reaches exactly one of them
+        transport = await protocol.accept()
+
+        async def one() -> Any:
+            return (await transport.receive()).data
+
+        first = asyncio.ensure_future(one())
+        await asyncio.sleep(0)  # the first receiver is waiting now
+        second = asyncio.ensure_future(one())
+        await asyncio.sleep(0)
+        await transport.send_str("ready")
+        got = await asyncio.wait_for(asyncio.gather(first, second), 5)
+        await transport.send_str(",".join(sorted(got)))
+        await _echo(transport)  # and the connection goes on as usual
     elif path == "/close-from-task":
         # a reader task is blocked in receive() while another task calls close()
         transport = await protocol.accept()
