@@ -571,12 +571,12 @@ class _BodyIterator:
 class StreamTransport:
     """The transport ``response_stream`` returns."""
 
-    __slots__ = ("_flag", "_open", "_proto", "_sends")
+    __slots__ = ("_closing", "_open", "_proto", "_sends")
 
     def __init__(self, proto: HTTPProtocol) -> None:
         self._proto = proto
         self._open = True  # False once the app returned (or the stream gave way to a 500)
-        self._flag: Any = None  # see _watch
+        self._closing: Any = None  # see _watch
         self._sends = 0
 
     # Like Granian's, the sends check their argument when called, before awaiting.
@@ -592,13 +592,14 @@ class StreamTransport:
     def _watch(self) -> None:
         """Notice the client leaving while the stream is open.
 
-        uvicorn flags it on the request itself (``disconnected``): the sends check that flag,
-        no task needed. Other servers only say it through ``receive()``: start the watcher.
+        On uvicorn the socket says it (its transport's ``is_closing()``, true as soon as a write
+        failed or the client closed): each send checks it, no task needed. Other servers only say
+        it through ``receive()``: start the watcher.
         """
-        flag = self._flag
-        if flag is None:
-            flag = self._flag = _disconnect_flag(self._proto._send)
-        if flag is False:
+        closing = self._closing
+        if closing is None:
+            closing = self._closing = _closing_check(self._proto._send)
+        if closing is False:
             self._proto._watch()
 
     async def _write(self, data: bytes) -> None:
@@ -619,40 +620,38 @@ class StreamTransport:
                     self._watch()
             else:
                 await proto.flush()
-        flag = self._flag
-        if proto._disconnected or (flag and flag.disconnected):
+        closing = self._closing
+        if proto._disconnected or (closing and closing()):
             proto._on_disconnect()
             raise ProtocolClosed("the client disconnected")
         if data:
             await proto._send({"type": "http.response.body", "body": data, "more_body": True})
-            self._sends += 1
-            if not self._sends & 15:
-                # Once the socket broke, hypercorn's and uvicorn's sends return without suspending: yield
-                # now and then so the loop can run connection_lost (uvicorn's flag) or the watcher
-                # (hypercorn), else the app spins and starves the whole server.
-                await asyncio.sleep(0)
-            if proto._disconnected or (flag and flag.disconnected):  # uvicorn: see _watch
-                proto._on_disconnect()
-                raise ProtocolClosed("the client disconnected")
+            if closing is False:
+                self._sends += 1
+                if not self._sends & 15:
+                    # Once the socket broke, hypercorn's sends return without suspending: yield now
+                    # and then so the watcher can see the client leave, else the app spins and
+                    # starves the whole server.
+                    await asyncio.sleep(0)
 
 
-_FLAG_TYPES: dict[type, bool] = {}
+_CLOSING_TYPES: dict[type, bool] = {}
 
 
-def _disconnect_flag(send: Any) -> Any:
-    """uvicorn's request cycle behind ``send`` (its ``disconnected`` says the client left), else False."""
+def _closing_check(send: Any) -> Any:
+    """``is_closing`` of the socket behind uvicorn's ``send``, else False."""
     owner = getattr(send, "__self__", None)
     if owner is None:
         return False
     kind = type(owner)
-    ok = _FLAG_TYPES.get(kind)
+    ok = _CLOSING_TYPES.get(kind)
     if ok is None:
-        ok = kind.__module__.startswith("uvicorn.protocols.http.") and isinstance(
-            getattr(owner, "disconnected", None), bool
+        ok = kind.__module__.startswith("uvicorn.protocols.http.") and callable(
+            getattr(getattr(owner, "transport", None), "is_closing", None)
         )
-        if len(_FLAG_TYPES) < 64:
-            _FLAG_TYPES[kind] = ok
-    return owner if ok else False
+        if len(_CLOSING_TYPES) < 64:
+            _CLOSING_TYPES[kind] = ok
+    return owner.transport.is_closing if ok else False
 
 
 def _is_daphne(send: Any) -> bool:
