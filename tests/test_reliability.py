@@ -672,3 +672,20 @@ def test_bridge_retains_no_memory_per_request() -> None:
     finally:
         logging.getLogger("rsgi_bridge").disabled = False
     assert held < 64 * 1024, f"bridge code holds {held} more bytes after 20,000 requests"
+
+
+def test_requests_leave_no_reference_cycles(bridge: Server) -> None:
+    """Every kind of exchange frees the bridge's objects when it ends (refcounting alone): none is
+    left for the garbage collector, whose runs would cost every later request."""
+    assert httpx.get(bridge.url + "/_gc?start=1", timeout=10).json() == {}
+    with httpx.Client(base_url=bridge.url, timeout=10) as c:
+        for _ in range(3):
+            assert c.get("/hello").status_code == 200
+            assert c.post("/upload", content=b"x" * 100_000).text == "100000"
+            assert c.post("/upload-iter", content=b"x" * 100_000).text == "100000"
+            assert len(c.get("/download?size=300000").content) == 300_000
+            assert c.get("/wait-disconnect?t=0.01").status_code == 200
+    sock, _, _ = ws_open(bridge, "/ws/echo")
+    sock.close()
+    assert wait_for(lambda: stats(bridge)["inflight"] == 0, 10)
+    assert httpx.get(bridge.url + "/_gc", timeout=10).json() == {}

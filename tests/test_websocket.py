@@ -670,8 +670,7 @@ def test_inprocess_close_websockets_ends_receivers_and_senders() -> None:
 def test_shutdown_closes_open_websockets_quickly(kind: str) -> None:
     """SIGTERM with an idle websocket open: the client is closed (1012 by the bridge's drain on
     daphne, by uvicorn itself on uvicorn) and the server exits without waiting drain_timeout."""
-    with Server(kind, "tests.apps.ws_app:asgi") as s:
-        ws = ws_connect(s, "/echo")
+    with Server(kind, "tests.apps.ws_app:asgi") as s, ws_connect(s, "/echo") as ws:
         ws.send("hi")
         assert ws.recv(timeout=5) == "hi"
         t0 = time.monotonic()

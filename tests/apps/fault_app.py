@@ -13,6 +13,7 @@ under Granian), outcome counters and the bytes the last download has sent so far
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import urllib.parse
@@ -84,6 +85,19 @@ async def app(scope: Any, protocol: Any) -> None:
         if q.get("reset"):
             COUNTS.clear()
         _json(protocol, stats)
+    elif path == "/_gc":
+        # ?start: collect, then keep what the collector would free; ?stop: report the bridge's objects
+        # among it (each one was in a reference cycle, i.e. not freed when its request ended)
+        if q.get("start"):
+            gc.collect()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            _json(protocol, {})
+        else:
+            gc.collect()
+            found = Counter(type(o).__qualname__ for o in gc.garbage if type(o).__module__.startswith("rsgi_bridge"))
+            gc.garbage.clear()
+            gc.set_debug(0)
+            _json(protocol, dict(found))
     elif path == "/upload":
         # whole-body read; the client may leave half-way
         try:
