@@ -19,6 +19,7 @@ __all__ = [
     "check_str",
     "encode_headers",
     "logger",
+    "uvicorn_owner",
 ]
 
 logger = logging.getLogger("rsgi_bridge")
@@ -99,7 +100,7 @@ class Drive:
     ``close()``) thus leaves at the app's next ``await``, not when it returns,
     without a task of its own. ``conn._state == 1`` means "pending";
     ``conn.flush()`` sends it. ``first``: what the coroutine yielded if its first
-    step was already taken by the caller (see ``serve_http``). ``handoff``: once
+    step was already taken by the caller (see ``HTTPProtocol.begin``). ``handoff``: once
     ``conn._state >= 2`` nothing can become pending again (HTTP), so the rest of
     the coroutine runs by plain ``yield from``, without a Python step per suspension.
     """
@@ -158,6 +159,27 @@ class Drive:
                 wrapper = getattr(coro, "__await__", None)
                 if wrapper is not None:
                     return (yield from wrapper())  # resumes with send(None), as the next step would
+
+
+_UVICORN_TYPES: dict[tuple[type, str], bool] = {}
+
+
+def uvicorn_owner(send: Any, kind: str) -> Any:
+    """The uvicorn object ``send`` is a bound method of, if its class is in ``uvicorn.protocols.<kind>``.
+
+    Server-specific fast paths use it; for any other ``send`` (another server, a middleware's
+    wrapper) it gives None and the generic path runs.
+    """
+    owner = getattr(send, "__self__", None)
+    if owner is None:
+        return None
+    key = (type(owner), kind)
+    ok = _UVICORN_TYPES.get(key)
+    if ok is None:
+        ok = type(owner).__module__.startswith(f"uvicorn.protocols.{kind}.")
+        if len(_UVICORN_TYPES) < 64:
+            _UVICORN_TYPES[key] = ok
+    return owner if ok else None
 
 
 def check_status(status: object) -> int:

@@ -21,6 +21,7 @@ from .connection import (
     check_str,
     encode_headers,
     logger,
+    uvicorn_owner,
 )
 from .errors import ProtocolClosed, ProtocolError
 from .scope import Scope
@@ -376,7 +377,7 @@ class HTTPProtocol(Connection):
 
     async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
         """Send ``http.response.start``; if the server refuses it, answer a clean 500 instead."""
-        if status > 599 and _is_uvicorn(self._send):
+        if status > 599 and uvicorn_owner(self._send, "http") is not None:
             # uvicorn's status tables stop at 599 and it fails *after* marking the response started.
             logger.error("uvicorn cannot send response status %s (it supports 100-599): answering 500", status)
         elif status < 200:
@@ -635,33 +636,15 @@ class StreamTransport:
                     await asyncio.sleep(0)
 
 
-_CLOSING_TYPES: dict[type, bool] = {}
-
-
 def _closing_check(send: Any) -> Any:
     """``is_closing`` of the socket behind uvicorn's ``send``, else False."""
-    owner = getattr(send, "__self__", None)
-    if owner is None:
-        return False
-    kind = type(owner)
-    ok = _CLOSING_TYPES.get(kind)
-    if ok is None:
-        ok = kind.__module__.startswith("uvicorn.protocols.http.") and callable(
-            getattr(getattr(owner, "transport", None), "is_closing", None)
-        )
-        if len(_CLOSING_TYPES) < 64:
-            _CLOSING_TYPES[kind] = ok
-    return owner.transport.is_closing if ok else False
+    closing = getattr(getattr(uvicorn_owner(send, "http"), "transport", None), "is_closing", None)
+    return closing if callable(closing) else False
 
 
 def _is_daphne(send: Any) -> bool:
     owner = getattr(getattr(send, "func", None), "__self__", None)  # daphne: partial(server.handle_reply, ...)
     return owner is not None and type(owner).__module__.startswith("daphne.")
-
-
-def _is_uvicorn(send: Any) -> bool:
-    owner = getattr(send, "__self__", None)
-    return owner is not None and type(owner).__module__.startswith("uvicorn.")
 
 
 def _check_path(file: object) -> str:

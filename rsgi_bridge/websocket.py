@@ -16,6 +16,7 @@ from .connection import (
     check_bytes,
     check_str,
     logger,
+    uvicorn_owner,
 )
 from .errors import ProtocolClosed, ProtocolError
 
@@ -159,7 +160,7 @@ class WebsocketProtocol(Connection):
             raise ProtocolClosed("the client disconnected before the handshake completed") from exc
         if self._sessions is not None:
             self._sessions.add(self)
-        if not _sends_raise_when_gone(self._send):
+        if uvicorn_owner(self._send, "websockets") is None:  # uvicorn's sends raise once the client left
             self._start_watch()
         return WebsocketTransport(self)
 
@@ -411,23 +412,6 @@ class WebsocketTransport:
         if type(data) is not str:
             data = check_str(data, "send_str")
         return self._proto._send_message({"type": "websocket.send", "text": data})
-
-
-_RAISING_TYPES: dict[type, bool] = {}
-
-
-def _sends_raise_when_gone(send: Any) -> bool:
-    """Whether ``send`` is uvicorn's own, which raises once the client has left."""
-    owner = getattr(send, "__self__", None)
-    if owner is None:
-        return False
-    kind = type(owner)
-    ok = _RAISING_TYPES.get(kind)
-    if ok is None:
-        ok = kind.__module__.startswith("uvicorn.protocols.websockets.")
-        if len(_RAISING_TYPES) < 64:
-            _RAISING_TYPES[kind] = ok
-    return ok
 
 
 def close_websockets(sessions: set[WebsocketProtocol], code: int = 1012) -> int:
