@@ -115,7 +115,9 @@ class RSGIBridge:
             # In flight until it returns: the drain waits for (and may cancel) this task.
             task: Any = _current_task() or Untracked()
             tasks = life.tasks
-            tasks[task] = scope
+            # A request made from inside another one shares its task: cancelling that task ends both.
+            key = task if task not in tasks else Untracked()
+            tasks[key] = scope
             try:
                 if self._asgi is not None:
                     await self._asgi(scope, receive, send)
@@ -145,7 +147,7 @@ class RSGIBridge:
                 else:
                     await serve_websocket(self._rsgi, scope, receive, send, life.websockets)  # type: ignore[arg-type]
             finally:
-                del tasks[task]
+                del tasks[key]
                 if not tasks and life.idle is not None:
                     life.idle.set()
         elif kind == "lifespan":

@@ -511,13 +511,12 @@ class HTTPProtocol(Connection):
     def close(self) -> None:
         """Release what the request held: the watcher task, disconnect waiters, the stream.
 
-        Also breaks the reference cycles these make with the protocol (transport <-> protocol,
-        watcher task -> its frame -> protocol), so the request's objects go when it ends, not at
-        the next garbage collection.
+        Also breaks the reference cycles these make (transport <-> protocol, watcher task -> its
+        frame -> watcher state -> task), so the request's objects go when it ends, not at the next
+        garbage collection.
         """
         w = self._w
-        if w is not None:
-            self._w = None
+        if w is not None:  # kept: a later client_disconnect() finds ``gone`` set
             task, w.task = w.task, None  # the task's frame holds w: no way back to the task
             if task is not None and not task.done():
                 task.cancel()

@@ -100,6 +100,7 @@ class WebsocketProtocol(Connection):
     __slots__ = (
         "__weakref__",
         "_away",
+        "_close_error",
         "_close_seen",
         "_close_status",
         "_closer",
@@ -134,6 +135,7 @@ class WebsocketProtocol(Connection):
         self._away = False  # the server side is going away (close_websockets)
         self._close_seen = False  # receive() returned the close message
         self._close_status: int | None = None
+        self._close_error: Exception | None = None  # what the close task's send raised
         self._receiving = False  # a direct receive() is in flight
         self._read_done: asyncio.Future[None] | None = None  # resolved when it returns (the watcher waits)
         # With a watcher only:
@@ -231,8 +233,9 @@ class WebsocketProtocol(Connection):
     async def _flush_quietly(self) -> None:
         try:
             await self.flush()
-        except Exception as exc:
+        except Exception as exc:  # finish() hands it to the server (daphne then closes with 1011 itself)
             logger.debug("closing the websocket failed: %r", exc)
+            self._close_error = exc
 
     async def flush(self) -> None:
         """Send a pending close (or handshake rejection)."""
@@ -373,6 +376,9 @@ class WebsocketProtocol(Connection):
         if closer is not None:
             self._closer = None
             await closer
+            failed, self._close_error = self._close_error, None
+            if failed is not None:
+                raise failed
         if self._state == 1:
             await self.flush()
         elif self._phase == _NEW:

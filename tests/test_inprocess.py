@@ -219,6 +219,49 @@ async def test_server_cancelling_the_app_leaves_in_flight_count_correct() -> Non
     assert not bridge.lifecycle.tasks
 
 
+async def test_request_made_from_inside_another_is_tracked_apart() -> None:
+    """A handler calling the same bridge in its own task (a sub-request): both are in flight, each ends once."""
+    seen: list[int] = []
+
+    async def app(scope: Any, protocol: Any) -> None:
+        if scope.path == "/outer":
+            out: list[dict[str, Any]] = []
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": b""}
+
+            async def send(message: dict[str, Any]) -> None:
+                out.append(message)
+
+            await bridge(http_scope(path="/inner"), receive, send)  # in this request's own task
+            seen.append(bridge.lifecycle.inflight)  # the inner one has ended, this one has not
+            protocol.response_bytes(200, [], out[1]["body"] + b" via outer")
+        else:
+            seen.append(bridge.lifecycle.inflight)
+            protocol.response_bytes(200, [], b"inner")
+
+    bridge = wrap(app)
+    out = await run_http(bridge, http_scope(path="/outer"))
+    assert [m.get("body") for m in out[1:]] == [b"inner via outer"]
+    assert seen == [2, 1]
+    assert bridge.lifecycle.inflight == 0 and not bridge.lifecycle.tasks
+
+
+async def test_client_disconnect_after_the_request_returns_at_once() -> None:
+    kept: list[Any] = []
+
+    async def app(scope: Any, protocol: Any) -> None:
+        waiter = asyncio.ensure_future(protocol.client_disconnect())
+        await asyncio.sleep(0)
+        kept.append((protocol, waiter))
+        protocol.response_bytes(200, [], b"ok")
+
+    await run_http(wrap(app), http_scope())
+    protocol, waiter = kept[0]
+    await asyncio.wait_for(waiter, 5)  # released when the request ended
+    await asyncio.wait_for(protocol.client_disconnect(), 5)  # and so is a later call
+
+
 async def test_disconnect_waiter_cancel_and_body_not_stolen() -> None:
     async def app(scope: Any, protocol: Any) -> None:
         w = asyncio.ensure_future(protocol.client_disconnect())

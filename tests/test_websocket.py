@@ -432,6 +432,12 @@ def test_daphne_close_codes(daphne: Server, query: str, code: int) -> None:
     assert "invalid close code" not in daphne.output()
 
 
+def test_daphne_app_close_1011_reaches_the_client(daphne: Server) -> None:
+    # daphne refuses 1011 from the app; the bridge lets daphne see that, and daphne closes with 1011 itself
+    with ws_connect(daphne, "/server-close?code=1011") as ws:
+        assert drain(ws) == (["bye"], 1011)
+
+
 def test_daphne_app_error_after_accept_is_1011(daphne: Server) -> None:
     with ws_connect(daphne, "/raise-after") as ws:
         assert drain(ws) == (["about to fail"], 1011)
