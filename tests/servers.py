@@ -9,9 +9,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -168,3 +170,29 @@ def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05) -
         if ok or time.monotonic() >= deadline:
             return ok
         time.sleep(interval)
+
+
+def get_during_sigterm(server: Server, url: str, started: Callable[[], bool]) -> Any:
+    """GET ``url`` in a thread; once ``started()`` holds, SIGTERM ``server``.
+
+    Returns ``(status, text)`` of the response, or the client error's repr.
+    """
+    import httpx
+
+    result: dict[str, Any] = {}
+
+    def get() -> None:
+        try:
+            r = httpx.get(url, timeout=15)
+            result["response"] = (r.status_code, r.text)
+        except httpx.HTTPError as exc:
+            result["response"] = repr(exc)
+
+    thread = threading.Thread(target=get)
+    thread.start()
+    try:
+        assert wait_for(started, timeout=10), server.output()
+        server.signal(signal.SIGTERM)
+    finally:
+        thread.join(20)
+    return result.get("response")

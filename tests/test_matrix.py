@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from websockets.sync.client import unix_connect
 
-from tests.servers import Server, wait_for
+from tests.servers import Server, get_during_sigterm, wait_for
 
 
 def _app(kind: str, name: str) -> str:
@@ -136,22 +133,7 @@ def test_hooks_and_drain_on_sigterm(kind: str, tmp_path: Path) -> None:
         else:
             time.sleep(0.5)
             assert _events(log) == []
-        result: dict[str, Any] = {}
-
-        def slow_request() -> None:
-            try:
-                r = httpx.get(server.url + "/slow?t=1.5", timeout=15)
-                result["response"] = (r.status_code, r.text)
-            except httpx.HTTPError as exc:
-                result["response"] = repr(exc)
-
-        thread = threading.Thread(target=slow_request)
-        thread.start()
-        try:
-            assert wait_for(lambda: "slow-start" in _events(log), timeout=10), server.output()
-            server.signal(signal.SIGTERM)
-        finally:
-            thread.join(20)
-        assert result["response"] == (200, "slow done"), server.output()
+        response = get_during_sigterm(server, server.url + "/slow?t=1.5", lambda: "slow-start" in _events(log))
+        assert response == (200, "slow done"), server.output()
         server.wait(20)
     assert _events(log) == ["init", "slow-start", "slow-end", "del"], server.output()

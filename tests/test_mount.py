@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,7 +28,7 @@ from websockets.sync.client import connect
 
 import rsgi_bridge
 from tests.apps.diff_app import FILE, Hooked, _log_hook
-from tests.servers import Server, wait_for
+from tests.servers import Server, get_during_sigterm
 
 # -- the apps ------------------------------------------------------------------------------------
 
@@ -164,24 +162,9 @@ def _events(path: Path) -> list[str]:
 
 def _slow_then_sigterm(server: Server, log: Path) -> Any:
     """An in-flight request to the mounted app when SIGTERM arrives; its response."""
-    result: dict[str, Any] = {}
-
-    def slow() -> None:
-        try:
-            r = httpx.get(server.url + "/legacy/slow?t=1", timeout=15)
-            result["response"] = (r.status_code, r.text)
-        except httpx.HTTPError as exc:
-            result["response"] = repr(exc)
-
-    thread = threading.Thread(target=slow)
-    thread.start()
-    try:
-        assert wait_for(lambda: "slow-start" in _events(log), timeout=10), server.output()
-        server.signal(signal.SIGTERM)
-    finally:
-        thread.join(20)
+    response = get_during_sigterm(server, server.url + "/legacy/slow?t=1", lambda: "slow-start" in _events(log))
     server.wait(20)
-    return result.get("response")
+    return response
 
 
 @pytest.mark.parametrize("name", list(APPS))
