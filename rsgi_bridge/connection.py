@@ -94,29 +94,27 @@ _NO_STEP: Any = object()
 
 
 class Drive:
-    """Await the app's coroutine, flushing pending output the moment the app suspends.
+    """Await the HTTP app's coroutine, flushing a pending response the moment the app suspends.
 
-    A response set by a synchronous ``response_*`` call (or a websocket
-    ``close()``) thus leaves at the app's next ``await``, not when it returns,
-    without a task of its own. ``conn._state == 1`` means "pending";
-    ``conn.flush()`` sends it. ``first``: what the coroutine yielded if its first
-    step was already taken by the caller (see ``HTTPProtocol.begin``). ``handoff``: once
-    ``conn._state >= 2`` nothing can become pending again (HTTP), so the rest of
-    the coroutine runs by plain ``yield from``, without a Python step per suspension.
+    A response set by a synchronous ``response_*`` call thus leaves at the app's
+    next ``await``, not when it returns, without a task of its own.
+    ``conn._state == 1`` means "pending"; ``conn.flush()`` sends it. ``first``:
+    what the coroutine yielded at its first step, already taken by the caller
+    (see ``HTTPProtocol.begin``). Once ``conn._state >= 2`` nothing can become
+    pending again, so the rest of the coroutine runs by plain ``yield from``,
+    without a Python step per suspension.
     """
 
-    __slots__ = ("_conn", "_coro", "_first", "_handoff")
+    __slots__ = ("_conn", "_coro", "_first")
 
-    def __init__(self, awaitable: Awaitable[Any], conn: Any, first: Any = _NO_STEP, handoff: bool = False) -> None:
+    def __init__(self, awaitable: Awaitable[Any], conn: Any, first: Any) -> None:
         self._coro: Any = as_coroutine(awaitable)
         self._conn = conn
         self._first = first
-        self._handoff = handoff
 
     def __await__(self) -> Generator[Any, Any, Any]:
         coro = self._coro
         conn = self._conn
-        handoff = self._handoff
         value: Any = None
         exc: BaseException | None = None
         fut = self._first
@@ -155,7 +153,7 @@ class Drive:
             except BaseException as e:
                 exc = e
             fut = _NO_STEP
-            if handoff and exc is None and value is None and conn._state >= 2:
+            if exc is None and value is None and conn._state >= 2:
                 wrapper = getattr(coro, "__await__", None)
                 if wrapper is not None:
                     return (yield from wrapper())  # resumes with send(None), as the next step would

@@ -469,7 +469,7 @@ class HTTPProtocol(Connection):
             return None
         finally:
             self._stepping = False
-        return Drive(coro, self, first, handoff=True)
+        return Drive(coro, self, first)
 
     def failed(self, exc: Exception) -> None:
         """The app raised ``exc``: log it; :meth:`finish` answers accordingly."""

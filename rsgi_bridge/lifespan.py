@@ -162,7 +162,8 @@ def _what(scope: dict[str, Any] | None) -> str:
 
 
 class Untracked:
-    """Stands for the task of a request run outside any task (it cannot be cancelled)."""
+    """The in-flight key of a request run outside any task, or inside another request's task
+    (cancelling that task ends both); it cannot be cancelled itself."""
 
     __slots__ = ()
 
