@@ -4,37 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .connection import ASGIReceive, ASGISend, logger
-from .http import HTTPProtocol
+from .http import Exchange
 from .lifespan import NEW, RUNNING, STARTING, Lifecycle, Untracked
 from .websocket import deny_websocket, serve_websocket
 
 __all__ = ["RSGIBridge", "detect_interface", "wrap"]
-
-_current_task = asyncio.current_task
-if sys.version_info < (3, 12):
-    # Before 3.12 every get_running_loop() (so every current_task()) makes a getpid() system call.
-    # Remember the running loop per thread: a loop that is not running has no current task, so a
-    # stale entry gives None and falls back to the full lookup.
-    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
-    from threading import get_ident
-
-    _loop_of_thread: tuple[int, Any] = (0, None)
-
-    def _current_task() -> asyncio.Task[Any] | None:  # type: ignore[misc]
-        global _loop_of_thread
-        cached = _loop_of_thread
-        if cached[0] == get_ident():
-            task = _current_tasks.get(cached[1])
-            if task is not None:
-                return task  # type: ignore[no-any-return]
-        loop = asyncio.get_running_loop()
-        _loop_of_thread = (get_ident(), loop)
-        return _current_tasks.get(loop)  # type: ignore[no-any-return]
 
 
 def detect_interface(app: Any) -> str:
@@ -83,15 +61,20 @@ class RSGIBridge:
         shutdown_timeout: float | None = 30.0,
         chunk_size: int = 65536,
         interface: str = "auto",
+        header_decoding: str = "granian",
     ) -> None:
         if interface not in ("auto", "rsgi", "asgi"):
             raise ValueError(f"interface must be 'auto', 'rsgi' or 'asgi', not {interface!r}")
+        if header_decoding not in ("granian", "latin-1"):
+            raise ValueError(f"header_decoding must be 'granian' or 'latin-1', not {header_decoding!r}")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
             raise ValueError(f"chunk_size must be a positive int, not {chunk_size!r}")
         kind = detect_interface(app) if interface == "auto" else interface
         self.app = app
         self.interface = kind
         self.chunk_size = chunk_size
+        self.header_decoding = header_decoding
+        self._latin1 = header_decoding == "latin-1"
         self._rsgi: Callable[[Any, Any], Awaitable[Any]] | None = None
         self._asgi: Callable[[Any, ASGIReceive, ASGISend], Awaitable[None]] | None = None
         if kind == "rsgi":
@@ -113,37 +96,16 @@ class RSGIBridge:
             if life.state is not RUNNING and not await self._gate(scope, receive, send):
                 return
             # In flight until it returns: the drain waits for (and may cancel) this task.
-            task: Any = _current_task() or Untracked()
+            task = asyncio.current_task()
             tasks = life.tasks
             # A request made from inside another one shares its task: cancelling that task ends both.
-            key = task if task not in tasks else Untracked()
+            key: Any = task if task is not None and task not in tasks else Untracked()
             tasks[key] = scope
             try:
                 if self._asgi is not None:
                     await self._asgi(scope, receive, send)
                 elif kind == "http":
-                    # HTTPProtocol's steps, inline: one coroutine per request on the hot path.
-                    proto = HTTPProtocol(scope, receive, send, self.chunk_size, task)
-                    try:
-                        try:
-                            rest = proto.begin(self._rsgi)  # type: ignore[arg-type]
-                            if rest is not None:
-                                await rest
-                        except Exception as exc:
-                            proto.failed(exc)
-                        start = proto.plain_start()
-                        if start is None:
-                            await proto.finish()
-                        else:  # as HTTPProtocol.flush
-                            try:
-                                await send(start)
-                                proto._state = 3
-                                await send({"type": "http.response.body", "body": proto._response[4]})  # type: ignore[index]
-                            except Exception as exc:
-                                await proto.plain_failed(exc)
-                    finally:
-                        if proto._w is not None or proto._stream is not None:
-                            proto.close()
+                    await Exchange(scope, receive, send, task, self.chunk_size, self._latin1).run(self._rsgi)  # type: ignore[arg-type]
                 else:
                     await serve_websocket(self._rsgi, scope, receive, send, life.websockets)  # type: ignore[arg-type]
             finally:
@@ -193,6 +155,7 @@ def wrap(
     shutdown_timeout: float | None = 30.0,
     chunk_size: int = 65536,
     interface: str = "auto",
+    header_decoding: str = "granian",
 ) -> RSGIBridge:
     """Wrap an RSGI application as an ASGI 3 application.
 
@@ -200,6 +163,8 @@ def wrap(
     them. ``startup_timeout``/``shutdown_timeout``: bounds on ``__rsgi_init__`` and
     ``__rsgi_del__``. ``chunk_size``: bytes read per step of a file response.
     ``interface``: ``"auto"`` detects RSGI vs ASGI, ``"rsgi"``/``"asgi"`` force it.
+    ``header_decoding``: ``"granian"`` leaves request header values that are not visible ASCII
+    out of ``scope.headers``, as Granian does; ``"latin-1"`` shows them decoded as latin-1.
     Timeouts accept ``None`` for no bound.
     """
     return RSGIBridge(
@@ -209,4 +174,5 @@ def wrap(
         shutdown_timeout=shutdown_timeout,
         chunk_size=chunk_size,
         interface=interface,
+        header_decoding=header_decoding,
     )

@@ -1,83 +1,83 @@
-"""The RSGI HTTP protocol on top of ASGI ``receive``/``send``."""
+"""The RSGI HTTP exchange on top of ASGI ``receive``/``send``.
+
+One :class:`Exchange` per request holds that request's state. The app receives an
+:class:`HTTPProtocol`: a facade with the RSGI members only. The app's first ``response_*`` call
+commits a :class:`~rsgi_bridge.response.Response` record (later ones are ignored, as Granian).
+Delivery moves the committed response to ``send``: inline once the app has returned, or, if the
+app is still running at its next suspension, from a task of its own, so a file or a stream's
+headers never move inside the app's awaits. A streamed body is sent by the app's own
+``send_bytes``/``send_str`` and ends when the app returned and released the transport.
+The request ends when the app returned and the committed response was delivered (or the client
+left). Nothing the server raises on ``send`` reaches the app; every message is a new dict.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import types
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any
+from enum import Enum
+from typing import Any, BinaryIO
 
-from .connection import (
-    ASGIReceive,
-    ASGIScope,
-    ASGISend,
-    Connection,
-    Drive,
-    as_coroutine,
+from .connection import ASGIReceive, ASGIScope, ASGISend, log_app_error, logger
+from .errors import ProtocolClosed, ProtocolError
+from .response import (
+    Head,
+    Kind,
+    Response,
     check_bytes,
+    check_path,
+    check_range,
     check_status,
     check_str,
-    encode_headers,
-    logger,
-    uvicorn_owner,
+    encode_head,
 )
-from .errors import ProtocolClosed, ProtocolError
 from .scope import Scope
+from .servers import quirks_of
 
-__all__ = ["HTTPProtocol", "StreamTransport"]
+__all__ = ["Exchange", "HTTPProtocol", "StreamTransport"]
 
-# Response kinds.
-_PLAIN, _FILE, _STREAM = 0, 1, 2
-_EMPTY_500: dict[str, Any] = {"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"0")]}
-_NOT_FOUND_HEADERS = [(b"content-length", b"9")]
-_END: dict[str, Any] = {"type": "http.response.body", "body": b"", "more_body": False}
-_DONE: Any = object()
-_COROUTINE = types.CoroutineType
-# content-length headers by length, for the common small sizes
-_LENGTHS: dict[int, tuple[bytes, bytes]] = {}
-
-
-def _length_header(n: int) -> tuple[bytes, bytes]:
-    header = _LENGTHS.get(n)
-    if header is None:
-        header = (b"content-length", str(n).encode())
-        if len(_LENGTHS) < 4096:
-            _LENGTHS[n] = header
-    return header
+# Request body the bridge holds for the app when it reads ahead of it (to notice the client
+# leaving, or to keep the body readable after the response on servers that drop it then).
+_BUFFER_MAX = 1024 * 1024
+# A stream yields to the loop every this many sends: on a server whose sends never suspend
+# (hypercorn once the socket broke) the task reading ``receive()`` then still sees the client leave.
+_YIELD_EVERY = 16
+_BODILESS = (204, 304)
 
 
-class _Watch:
-    """What noticing a departed client takes, made on first need: the task owning ``receive()``,
-    the body it buffers meanwhile, and the events that connect it to the app."""
+class Phase(Enum):
+    """Where the response of an exchange stands."""
 
-    __slots__ = ("buffer", "data", "drained", "gone", "read_done", "task")
-
-    def __init__(self) -> None:
-        self.task: asyncio.Task[None] | None = None  # the watcher; ``buffer`` is set while it owns receive()
-        self.buffer: deque[bytes] | None = None
-        self.data: asyncio.Event | None = None
-        self.drained: asyncio.Event | None = None
-        self.gone: asyncio.Event | None = None
-        self.read_done: asyncio.Future[None] | None = None
+    OPEN = "no response yet"
+    COMMITTED = "committed, not yet sent"
+    STARTING = "its start being sent"
+    STARTED = "started, body under way"
+    DONE = "over"
 
 
-class HTTPProtocol(Connection):
-    """The ``protocol`` object an RSGI app receives for one HTTP request."""
+class Exchange:
+    """One HTTP request: the app's protocol, the committed response and its delivery."""
 
     __slots__ = (
-        "_body_taken",
-        "_chunk_size",
-        "_disconnected",
-        "_error",
-        "_more_body",
-        "_reading",
+        "_delivery",
+        "_loop",
+        "_released",
         "_response",
-        "_state",
+        "_running",
+        "_scope",
+        "_send",
+        "_sends",
+        "_sent",
+        "_started",
         "_stream",
         "_task",
-        "_w",
+        "chunk_size",
+        "inbound",
+        "latin1_headers",
+        "phase",
     )
 
     def __init__(
@@ -85,586 +85,633 @@ class HTTPProtocol(Connection):
         scope: ASGIScope,
         receive: ASGIReceive,
         send: ASGISend,
-        chunk_size: int = 65536,
         task: asyncio.Task[Any] | None = None,
+        chunk_size: int = 65536,
+        latin1_headers: bool = False,
     ) -> None:
-        # Connection.__init__ inlined: this runs once per request.
-        self._asgi_scope = scope
-        self._receive = receive
+        self._scope = scope
         self._send = send
-        self._rsgi_scope = None
-        self._stepping = False
-        # 0: no response yet; 1: set, not sent; 2: sending or sent; 3: complete.
-        self._state = 0
-        self._response: tuple[Any, ...] | None = None
-        self._stream: StreamTransport | None = None  # the open (or ended) streamed response
-        self._body_taken = False
-        self._more_body = True
-        self._disconnected = False
-        self._error: Exception | None = None  # what the app raised
-        self._reading = False  # a direct receive() for the body is in flight
-        self._w: _Watch | None = None
-        self._chunk_size = chunk_size
         self._task = task
+        self._loop = task.get_loop() if task is not None else asyncio.get_running_loop()
+        self.inbound = Inbound(receive)
+        self.chunk_size = chunk_size
+        self.latin1_headers = latin1_headers
+        self.phase = Phase.OPEN
+        self._response: Response | None = None
+        self._running = False  # the app's handler is running
+        self._delivery: asyncio.Task[None] | None = None  # delivering while the app runs on
+        self._stream: weakref.ref[StreamTransport] | None = None  # the app's stream transport
+        self._released: asyncio.Event | None = None  # set when that transport is gone
+        self._started: asyncio.Event | None = None  # set when the stream's start was sent (or refused)
+        self._sent = 0  # stream body bytes sent
+        self._sends = 0  # stream sends
 
-    # -- request body ---------------------------------------------------------
+    # -- the request -----------------------------------------------------------------------
 
-    async def __call__(self) -> bytes:
-        """Read the whole request body."""
-        if self._body_taken:
+    async def run(self, app: Callable[[Any, Any], Awaitable[Any]]) -> None:
+        """Call the RSGI app, then complete the exchange; app errors are logged, never raised."""
+        failed = False
+        self._running = True
+        try:
+            await app(Scope(self._scope, "http", self.latin1_headers), HTTPProtocol(self))  # type: ignore[arg-type]
+        except BaseException as exc:  # every app error is contained: a 500, logged
+            if _cancelled_by_server(exc, self._task):
+                self._running = False
+                self._close()
+                raise
+            failed = True
+            log_app_error(self._scope, exc)
+        self._running = False
+        try:
+            await self._complete(failed)
+        finally:
+            self._close()
+
+    async def _complete(self, failed: bool) -> None:
+        """The app returned (or raised): deliver what it committed, or answer 500."""
+        if self.phase is Phase.OPEN:
+            if not failed:
+                s = self._scope
+                logger.error("RSGI app returned without a response for %s %s", s.get("method"), s.get("path"))
+            await self._answer_500()
+            return
+        delivery = self._delivery
+        if delivery is not None:
+            await delivery  # cancelling the request task cancels it too
+        response = self._response
+        assert response is not None
+        if response.kind is not Kind.STREAM:
+            if self.phase is Phase.COMMITTED:
+                await self._deliver()
+            return
+        if self.phase is Phase.COMMITTED and failed:  # failed before its stream's headers left: a clean 500
+            await self._answer_500()
+            return
+        await self._start_stream()
+        if self.phase is not Phase.STARTED:
+            return
+        if failed:
+            await self._abort()
+            return
+        await self._stream_released()
+        if self.phase is Phase.STARTED and not self.inbound.gone:
+            self.phase = Phase.DONE
+            await self._send_body(b"", False)
+        self.phase = Phase.DONE
+
+    def _close(self) -> None:
+        """The request is over: stop delivery and the reader task, release disconnect waiters."""
+        if self._response is not None and self._response.kind is Kind.STREAM:
+            self.phase = Phase.DONE  # its transport raises ProtocolClosed from now on
+        delivery, self._delivery = self._delivery, None
+        if delivery is not None and not delivery.done():
+            delivery.cancel()
+        self._stream = None  # the weak reference's callback holds self: no cycle left behind
+        self.inbound.close()
+
+    # -- responses, called by the facade -------------------------------------------------
+
+    def commit(self, response: Response) -> None:
+        """Make ``response`` the exchange's response; it leaves at the app's next suspension at the latest."""
+        self._response = response
+        self.phase = Phase.COMMITTED
+        if self._running:
+            self._loop.call_soon(self._on_suspend)
+
+    def commit_plain(self, status: int, head: Head, body: bytes) -> None:
+        """Commit a PLAIN response, checking its content-length against the body."""
+        if (
+            head.length is not None
+            and head.length != len(body)
+            and status not in _BODILESS
+            and self._scope.get("method") != "HEAD"
+        ):
+            raise ValueError(f"content-length {head.length} does not match the body's {len(body)} bytes")
+        self.commit(Response(Kind.PLAIN, status, head, body))
+
+    def open_stream(self, status: int, head: Head) -> StreamTransport:
+        """Commit a STREAM response; its transport."""
+        transport = StreamTransport(self)
+        self._stream = weakref.ref(transport, self._on_release)
+        self.commit(Response(Kind.STREAM, status, head))
+        return transport
+
+    def _on_suspend(self) -> None:
+        """First loop turn after a commit: if the app is still running, deliver from a task of its own."""
+        if self.phase is Phase.COMMITTED and self._running:
+            self._delivery = self._loop.create_task(self._deliver())
+
+    # -- delivery --------------------------------------------------------------------------
+
+    async def _deliver(self) -> None:
+        response = self._response
+        assert response is not None
+        if response.kind is Kind.PLAIN:
+            await self._deliver_plain(response)
+        elif response.kind is Kind.FILE:
+            await self._deliver_file(response)
+        else:
+            await self._start_stream()
+
+    async def _deliver_plain(self, r: Response) -> None:
+        status = r.status
+        if not self._startable(status):
+            await self._answer_500()
+            return
+        head = r.head
+        headers = list(r.head.headers)
+        body = r.body
+        is_head = self._scope.get("method") == "HEAD"
+        if status in _BODILESS:  # no body and no length (as Granian)
+            body = b""
+        elif head.length is None and not head.chunked and (body or not is_head):
+            headers.append((b"content-length", str(len(body)).encode()))
+        if is_head:
+            body = b""
+        self.phase = Phase.STARTING
+        if await self._send_start(status, headers):
+            self.phase = Phase.DONE
+            await self._send_last(body)
+
+    async def _deliver_file(self, r: Response) -> None:
+        loop = self._loop
+        self.phase = Phase.STARTING
+        try:
+            f, size = await loop.run_in_executor(None, _open_file, r.path, r.start)
+        except OSError as exc:
+            logger.info("cannot open file %s: %s", r.path, exc)
+            self.phase = Phase.DONE
+            if await self._send_start(404, [(b"content-length", b"9")]):
+                await self._send_body(b"" if self._scope.get("method") == "HEAD" else b"Not found", False)
+            return
+        try:
+            end = size if r.end is None else min(r.end, size)
+            left = max(0, end - r.start)
+            if r.head.length is not None and r.head.length != left:
+                logger.error(
+                    "file response for %s: content-length %s does not match the %s bytes to send: answering 500",
+                    r.path,
+                    r.head.length,
+                    left,
+                )
+                await self._answer_500()
+                return
+            if not self._startable(r.status):
+                await self._answer_500()
+                return
+            if not await self._send_start(r.status, list(r.head.headers)):
+                return
+            self.phase = Phase.STARTED
+            if self._scope.get("method") == "HEAD":  # no body, and the file is not read
+                self.phase = Phase.DONE
+                await self._send_body(b"", False)
+                return
+            if r.end is None and "http.response.pathsend" in (self._scope.get("extensions") or ()):
+                self.phase = Phase.DONE
+                await self._send_message({"type": "http.response.pathsend", "path": os.path.abspath(r.path)})
+                return
+            self.inbound.watch()  # the client leaving stops the transfer
+            read = f.read
+            while left > 0 and not self.inbound.gone:
+                chunk = await loop.run_in_executor(None, read, min(self.chunk_size, left))
+                if not chunk:  # the file shrank
+                    break
+                left -= len(chunk)
+                if left > 0:
+                    if not await self._send_body(chunk, True):
+                        return
+                else:
+                    self.phase = Phase.DONE
+                    await self._send_last(chunk)
+                    return
+            if not self.inbound.gone:
+                self.phase = Phase.DONE
+                await self._send_last(b"")
+        finally:
+            self.phase = Phase.DONE
+            f.close()
+
+    async def _start_stream(self) -> None:
+        """Send the stream's start, once, whichever task comes first; the others wait for it."""
+        if self.phase is Phase.STARTING:
+            assert self._started is not None
+            await self._started.wait()
+            return
+        if self.phase is not Phase.COMMITTED:
+            return
+        r = self._response
+        assert r is not None
+        self.phase = Phase.STARTING
+        started = self._started = asyncio.Event()
+        try:
+            if not self._startable(r.status):
+                await self._answer_500()
+            elif await self._send_start(r.status, list(r.head.headers)):
+                self.phase = Phase.STARTED
+                self.inbound.watch()  # sends to a departed client are dropped silently: watch for it
+        finally:
+            started.set()
+
+    async def write(self, data: bytes) -> None:
+        """One chunk of a streamed response, from the app's transport."""
+        if self.phase is not Phase.STARTED:
+            await self._start_stream()
+        if self.phase is not Phase.STARTED or self.inbound.gone:
+            raise ProtocolClosed("the client disconnected" if self.inbound.gone else "the response is over")
+        if not data:
+            return
+        r = self._response
+        assert r is not None
+        self._sent += len(data)
+        if r.head.length is not None and self._sent > r.head.length:
+            raise ValueError(f"the stream's body exceeds its content-length of {r.head.length} bytes")
+        if self._scope.get("method") == "HEAD":
+            return
+        if not await self._send_body(data, True):
+            raise ProtocolClosed("the server gave up on the response")
+        self._sends += 1
+        if not self._sends % _YIELD_EVERY:
+            await asyncio.sleep(0)
+
+    def _on_release(self, ref: object) -> None:
+        """The app's stream transport was freed (may run in any thread)."""
+        released = self._released
+        if released is not None:
+            self._loop.call_soon_threadsafe(released.set)
+
+    async def _stream_released(self) -> None:
+        """Wait until no one holds the stream transport any more (or the client left)."""
+        ref = self._stream
+        if ref is None or ref() is None:
+            return
+        released = self._released = asyncio.Event()
+        if ref() is None:
+            return
+        gone = self.inbound.departed()
+        waiters = {self._loop.create_task(released.wait()), self._loop.create_task(gone)}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _abort(self) -> None:
+        """The app failed after its response started: abort it, where the server can."""
+        self.phase = Phase.DONE
+        if self.inbound.gone:
+            return
+        if quirks_of(self._send).aborts:
+            raise ResponseAborted("the RSGI app failed after its response started: the response is cut short")
+        await self._send_body(b"", False)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _startable(self, status: int) -> bool:
+        """Whether ``status`` can be a final response on this server (else: log, 500)."""
+        if status < 200:
+            logger.error("response status %s is informational (1xx), not a final response: answering 500", status)
+            return False
+        limit = quirks_of(self._send).max_status if status > 599 else 999
+        if status > limit:
+            logger.error("the ASGI server cannot send response status %s (it supports up to %s): answering 500",
+                         status, limit)  # fmt: skip
+            return False
+        return True
+
+    async def _send_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Send ``http.response.start``; if the server refuses it, answer a clean 500. Whether it went."""
+        try:
+            await self._send({"type": "http.response.start", "status": status, "headers": headers})
+            return True
+        except Exception as exc:
+            logger.error("the ASGI server refused the response status %s or its headers: %r", status, exc)
+        await self._answer_500()
+        return False
+
+    async def _send_last(self, body: bytes) -> None:
+        """The final body message; while the app runs on, the request body is taken in first."""
+        if self._running:
+            # uvicorn's receive() says "disconnected" once the response is complete: take the body in
+            # first, so the app can still read it (as on Granian).
+            await self.inbound.read_ahead()
+        await self._send_body(body, False)
+
+    async def _send_body(self, body: bytes, more: bool) -> bool:
+        if more:
+            return await self._send_message({"type": "http.response.body", "body": body, "more_body": True})
+        return await self._send_message({"type": "http.response.body", "body": body})
+
+    async def _send_message(self, message: dict[str, Any]) -> bool:
+        """Send ``message``; a server error ends the exchange, logged. Whether it went."""
+        try:
+            await self._send(message)
+            return True
+        except Exception as exc:
+            logger.warning("the ASGI server failed sending the response (%s): %r", message["type"], exc)
+            self.phase = Phase.DONE
+            self.inbound.left()
+            return False
+
+    async def _answer_500(self) -> None:
+        """An empty 500 in place of a response that could not be sent."""
+        self.phase = Phase.DONE
+        try:
+            await self._send({"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"0")]})
+            await self._send({"type": "http.response.body", "body": b""})
+        except Exception as exc:
+            logger.debug("sending the 500 failed too: %r", exc)
+
+
+class ResponseAborted(RuntimeError):
+    """Raised to the ASGI server to cut short a response whose app failed after it started."""
+
+
+def _cancelled_by_server(exc: BaseException, task: asyncio.Task[Any] | None) -> bool:
+    """Whether ``exc`` is the request task being cancelled (by the server), not an error of the app."""
+    return isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0
+
+
+class Inbound:
+    """The request side of an exchange: the body from ``receive()``, and the client leaving.
+
+    The app reads the body straight from ``receive()`` until something else needs it: noticing
+    the client leave (``client_disconnect()``, a file or stream response under way) or keeping
+    the body for the app past the response. Then a reader task owns ``receive()``, holds up to
+    ``_BUFFER_MAX`` bytes of body for the app, and sees the ``http.disconnect``.
+    """
+
+    __slots__ = (
+        "_arrived",
+        "_buffer",
+        "_buffered",
+        "_closed",
+        "_departed",
+        "_read_done",
+        "_reader",
+        "_reading",
+        "_receive",
+        "_room",
+        "gone",
+        "more",
+        "taken",
+    )
+
+    def __init__(self, receive: ASGIReceive) -> None:
+        self._receive = receive
+        self.more = True  # more body to come from the server
+        self.gone = False  # the client left (or the server gave up on the connection)
+        self.taken = False  # the app took the body (it can, once)
+        self._closed = False  # the request is over
+        self._reading = False  # the app's own receive() is in flight
+        self._read_done: asyncio.Future[None] | None = None  # resolved when it returns
+        self._reader: asyncio.Task[None] | None = None
+        self._buffer: deque[bytes] = deque()
+        self._buffered = 0
+        self._arrived: asyncio.Event | None = None  # set when the reader got something
+        self._room: asyncio.Event | None = None  # set when the app took from a full buffer
+        self._departed: asyncio.Event | None = None
+
+    async def read_all(self) -> bytes:
+        """The whole body (``await protocol()``)."""
+        if self.taken:
             raise ProtocolError("the request body can be read only once")
-        self._body_taken = True
-        chunk = await self._next_chunk()
+        self.taken = True
+        chunk = await self.next_chunk()
         if chunk is None:
             return b""
-        if not self._more_body and self._w is None:
+        if not self.more and not self._buffer:
             return chunk
         parts = [chunk]
-        while (chunk := await self._next_chunk()) is not None:
+        while (chunk := await self.next_chunk()) is not None:
             parts.append(chunk)
         return b"".join(parts)
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._body_taken:
-            raise ProtocolError("the request body can be read only once")
-        self._body_taken = True
-        return _BodyIterator(self)
-
-    async def _next_chunk(self) -> bytes | None:
-        """Next piece of the body, ``None`` at its end; ``ProtocolClosed`` if the client left."""
-        w = self._w
-        if w is None or w.buffer is None:  # no watcher: read straight from the server
-            if not self._more_body:
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body, ``None`` at its end; ``ProtocolClosed`` if the client left."""
+        buffer = self._buffer
+        if self._reader is None and not buffer:
+            if not self.more:
                 return None
-            if self._disconnected:
-                raise ProtocolClosed("the client disconnected")
+            if self.gone or self._closed:
+                raise ProtocolClosed("the client disconnected" if self.gone else "the request is over")
             self._reading = True
             try:
-                msg = await self._receive()
+                message = await self._receive()
             finally:
-                self._read_over()
-            return self._took(msg)
-        # a watcher owns receive(): take what it buffered
-        buf, data, drained = w.buffer, w.data, w.drained
-        assert data is not None and drained is not None
-        while not buf:
-            if not self._more_body:
+                self._reading = False
+                if self._read_done is not None:
+                    self._read_done.set_result(None)
+                    self._read_done = None
+            if message["type"] == "http.request":
+                self.more = message.get("more_body", False)
+                return message.get("body", b"")  # type: ignore[no-any-return]
+            self.left()
+            raise ProtocolClosed("the client disconnected")
+        while not buffer:
+            if not self.more:
                 return None
-            if self._disconnected:
-                raise ProtocolClosed("the client disconnected")
-            data.clear()
-            await data.wait()
-        chunk = buf.popleft()
-        if not buf:
-            drained.set()
+            if self.gone or self._reader is None:
+                raise ProtocolClosed("the client disconnected" if self.gone else "the request is over")
+            arrived = self._arrived
+            assert arrived is not None
+            arrived.clear()
+            await arrived.wait()
+        chunk = buffer.popleft()
+        self._buffered -= len(chunk)
+        if self._room is not None:
+            self._room.set()
         return chunk
 
-    def _read_over(self) -> None:
-        """A direct ``receive()`` for the body returned: a watcher waiting for it may start."""
-        self._reading = False
-        w = self._w
-        if w is not None and w.read_done is not None and not w.read_done.done():
-            w.read_done.set_result(None)
+    def watch(self) -> None:
+        """Start the reader task, if it is not running and there is anything to notice."""
+        if self._reader is None and not self.gone and not self._closed:
+            self._arrived = asyncio.Event()
+            self._room = asyncio.Event()
+            self._reader = asyncio.get_running_loop().create_task(self._read())
 
-    def _took(self, msg: dict[str, Any]) -> bytes:
-        """The body in a message of a direct ``receive()``; ``ProtocolClosed`` if it says the client left."""
-        if msg["type"] == "http.request":
-            self._more_body = more = msg.get("more_body", False)
-            if not more and self._stream is not None and self._stream._open:
-                self._stream._watch()
-            return msg.get("body", b"")  # type: ignore[no-any-return]
-        self._on_disconnect()
-        raise ProtocolClosed("the client disconnected")
-
-    def _on_disconnect(self) -> None:
-        self._disconnected = True
-        w = self._w
-        if w is not None:
-            if w.gone is not None:
-                w.gone.set()
-            if w.data is not None:
-                w.data.set()
-
-    def _watch(self) -> None:
-        """Start the task that owns ``receive()`` to notice the client leaving."""
-        w = self._w
-        if w is None:
-            w = self._w = _Watch()
-        if w.task is None and not self._disconnected and self._state != 3:
-            w.buffer = deque()
-            w.data = asyncio.Event()
-            w.drained = asyncio.Event()
-            w.drained.set()
-            w.task = asyncio.get_running_loop().create_task(self._watch_loop(w))
-
-    async def _watch_loop(self, w: _Watch) -> None:
+    async def _read(self) -> None:
         try:
-            if self._reading:  # a direct body read is in flight: let it finish first
-                w.read_done = asyncio.get_running_loop().create_future()
-                await w.read_done
-            buf, data, drained = w.buffer, w.data, w.drained
-            assert buf is not None and data is not None and drained is not None
-            receive = self._receive
-            while not self._disconnected:
-                if self._more_body:
-                    await drained.wait()  # backpressure: hold until the app took the last chunk
-                msg = await receive()
-                if msg["type"] == "http.request":
-                    body = msg.get("body", b"")
-                    if self._more_body:
+            if self._reading:  # the app's receive() is in flight: it takes that message
+                self._read_done = asyncio.get_running_loop().create_future()
+                await self._read_done
+            arrived, room, buffer = self._arrived, self._room, self._buffer
+            assert arrived is not None and room is not None
+            while not self.gone:
+                if self.more and self._buffered >= _BUFFER_MAX:
+                    room.clear()
+                    await room.wait()  # backpressure: the server and TCP hold the rest
+                    continue
+                message = await self._receive()
+                if message["type"] == "http.request":
+                    if self.more:
+                        body = message.get("body", b"")
                         if body:
-                            buf.append(body)
-                            drained.clear()
-                        self._more_body = msg.get("more_body", False)
-                    data.set()
-                elif msg["type"] == "http.disconnect":
-                    self._on_disconnect()
-                    return
+                            buffer.append(body)
+                            self._buffered += len(body)
+                        self.more = message.get("more_body", False)
+                    arrived.set()
+                elif message["type"] == "http.disconnect":
+                    self.left()
         finally:
-            w.task = None  # else task -> its exception -> this frame -> w -> task: a cycle left to the GC
+            self._reader = None  # else task -> its exception -> this frame -> self -> task: a cycle
+            if self._arrived is not None:
+                self._arrived.set()
 
-    async def client_disconnect(self) -> None:
-        """Resolve when the client disconnects (safe to cancel)."""
-        if self._disconnected:
+    async def read_ahead(self) -> None:
+        """Take in what is left of the body (up to the buffer's bound), for the app to read later."""
+        if not self.more or self.gone or self._closed:
             return
-        w = self._w
-        if w is None:
-            w = self._w = _Watch()
-        gone = w.gone
-        if gone is None:
-            gone = w.gone = asyncio.Event()
-        self._watch()
-        await gone.wait()
+        self.watch()
+        arrived = self._arrived
+        assert arrived is not None
+        while self.more and not self.gone and self._reader is not None and self._buffered < _BUFFER_MAX:
+            arrived.clear()
+            await arrived.wait()
 
-    # -- responses -------------------------------------------------------------
+    def left(self) -> None:
+        """The client is gone."""
+        self.gone = True
+        if self._departed is not None:
+            self._departed.set()
+        if self._arrived is not None:
+            self._arrived.set()
 
-    def _set(self, response: tuple[Any, ...]) -> None:
-        self._response = response
-        self._state = 1
-        if not self._stepping and self._task is not None:
-            # Set outside a step of the app (from another task): the request task may be blocked, send it now.
-            asyncio.get_running_loop().create_task(self.flush())
+    async def departed(self) -> None:
+        """Resolve when the client leaves, or at once when the request is over."""
+        if self.gone or self._closed:
+            return
+        departed = self._departed
+        if departed is None:
+            departed = self._departed = asyncio.Event()
+        self.watch()
+        await departed.wait()
+
+    def close(self) -> None:
+        """The request is over: stop the reader task, release disconnect waiters."""
+        self._closed = True
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+        if self._departed is not None:
+            self._departed.set()
+        if self._arrived is not None:
+            self._arrived.set()
+
+
+class HTTPProtocol:
+    """The ``protocol`` object an RSGI app receives for one HTTP request: the RSGI members only."""
+
+    __slots__ = ("_exchange",)
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
+
+    def __call__(self) -> Coroutine[Any, Any, bytes]:
+        """Read the whole request body."""
+        return self._exchange.inbound.read_all()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        """The request body in chunks."""
+        inbound = self._exchange.inbound
+        if inbound.taken:
+            raise ProtocolError("the request body can be read only once")
+        inbound.taken = True
+        return _BodyChunks(inbound)
+
+    def client_disconnect(self) -> Coroutine[Any, Any, None]:
+        """Resolve when the client disconnects (safe to cancel); at once after the request ended."""
+        return self._exchange.inbound.departed()
 
     def response_empty(self, status: int = 200, headers: Any = ()) -> None:
-        """Send a response with no body."""
-        if self._state:
-            return
-        self._set((_PLAIN, check_status(status), *encode_headers(headers), b""))
+        """Respond with no body."""
+        x = self._exchange
+        if x.phase is Phase.OPEN:
+            x.commit_plain(check_status(status), encode_head(headers), b"")
 
     def response_str(self, status: int = 200, headers: Any = (), body: str = "") -> None:
-        """Send a str body, UTF-8 encoded."""
-        if self._state:
-            return
-        self._set((_PLAIN, check_status(status), *encode_headers(headers), check_str(body, "response_str").encode()))
+        """Respond with a str body, UTF-8 encoded."""
+        x = self._exchange
+        if x.phase is Phase.OPEN:
+            x.commit_plain(check_status(status), encode_head(headers), check_str(body, "response_str").encode())
 
     def response_bytes(self, status: int = 200, headers: Any = (), body: Any = b"") -> None:
-        """Send a bytes-like body."""
-        if self._state:
-            return
-        if type(status) is not int or not 100 <= status <= 999:
-            status = check_status(status)
-        if type(body) is not bytes:
-            body = check_bytes(body, "response_bytes")
-        wire, has_length = encode_headers(headers)
-        self._response = (_PLAIN, status, wire, has_length, body)  # as _set, inline
-        self._state = 1
-        if not self._stepping and self._task is not None:
-            asyncio.get_running_loop().create_task(self.flush())
+        """Respond with a bytes-like body."""
+        x = self._exchange
+        if x.phase is Phase.OPEN:
+            x.commit_plain(check_status(status), encode_head(headers), check_bytes(body, "response_bytes"))
 
     def response_file(self, status: int, headers: Any, file: str | os.PathLike[str]) -> None:
-        """Send a whole file; a file that cannot be opened gives a 404."""
-        if self._state:
-            return
-        self._set((_FILE, check_status(status), *encode_headers(headers), _check_path(file), 0, None))
+        """Respond with a whole file; a file that cannot be opened gives a 404."""
+        x = self._exchange
+        if x.phase is Phase.OPEN:
+            x.commit(Response(Kind.FILE, check_status(status), encode_head(headers), path=check_path(file)))
 
     def response_file_range(
         self, status: int, headers: Any, file: str | os.PathLike[str], start: int, end: int
     ) -> None:
-        """Send bytes ``start`` (inclusive) to ``end`` (exclusive) of a file."""
-        if self._state:
-            return
-        for name, v in (("start", start), ("end", end)):
-            if type(v) is not int:
-                raise TypeError(f"response_file_range {name} must be an int, not {type(v).__name__}")
-        if start < 0:
-            raise ValueError(f"response_file_range start {start} is negative")
-        if start >= end:
-            raise ValueError(f"response_file_range start {start} must be lower than end {end}")
-        self._set((_FILE, check_status(status), *encode_headers(headers), _check_path(file), start, end))
+        """Respond with bytes ``start`` (inclusive) to ``end`` (exclusive) of a file."""
+        x = self._exchange
+        if x.phase is Phase.OPEN:
+            first, last = check_range(start, end)
+            head = encode_head(headers)
+            x.commit(Response(Kind.FILE, check_status(status), head, path=check_path(file), start=first, end=last))
 
     def response_stream(self, status: int = 200, headers: Any = ()) -> StreamTransport:
-        """Start a streamed response; it ends when the app returns."""
-        if self._state:
+        """Start a streamed response; it ends when the app returned and released the transport."""
+        x = self._exchange
+        if x.phase is not Phase.OPEN:
             raise ProtocolError("response_stream called after a response was already set")
-        response = (_STREAM, check_status(status), *encode_headers(headers))
-        transport = self._stream = StreamTransport(self)
-        self._set(response)
-        return transport
-
-    def plain_start(self) -> dict[str, Any] | None:
-        """The ``http.response.start`` message of a pending plain response the server takes as is, else None.
-
-        The caller sends it, sets ``_state = 3``, sends the body (``_response[4]``) and hands an
-        exception from either send to :meth:`plain_failed`. Other responses go through :meth:`flush`.
-        """
-        if self._state != 1 or self._stream is not None:
-            return None
-        response = self._response
-        assert response is not None
-        status = response[1]
-        if response[0] != _PLAIN or not 200 <= status <= 599 or status == 204 or status == 304:
-            return None
-        self._state = 2
-        headers = response[2]
-        if not response[3]:  # no content-length from the app
-            n = len(response[4])
-            headers.append(_LENGTHS.get(n) or _length_header(n))
-        return {"type": "http.response.start", "status": status, "headers": headers}
-
-    async def plain_failed(self, exc: Exception) -> None:
-        """A send of :meth:`plain_start`'s response raised ``exc``."""
-        if self._state == 2:  # the start: the server refused the status or the headers
-            await self._refused(self._response[1], exc)  # type: ignore[index]
-        elif isinstance(exc, (OSError, RuntimeError)):  # the body: the server gave up on the connection
-            logger.debug("send failed: %r", exc)
-            self._on_disconnect()
-        else:
-            raise exc
-        self._state = 3
-
-    async def flush(self) -> None:
-        """Hand the response that was set to the server."""
-        start = self.plain_start()
-        if start is not None:
-            try:  # as RSGIBridge.__call__, which inlines this for the response set when the app returns
-                await self._send(start)
-                self._state = 3
-                await self._send({"type": "http.response.body", "body": self._response[4]})  # type: ignore[index]
-            except Exception as exc:
-                await self.plain_failed(exc)
-            return
-        if self._state != 1:
-            return
-        self._state = 2
-        response = self._response
-        assert response is not None
-        kind = response[0]
-        status = response[1]
-        headers = response[2]
-        if kind == _PLAIN:  # a bodiless status, or one _start refuses
-            body = response[4]
-            if status == 204 or status == 304:  # bodiless statuses: no body, no length (as Granian)
-                body = b""
-            elif not response[3]:  # no content-length from the app
-                headers.append(_LENGTHS.get(len(body)) or _length_header(len(body)))
-            if await self._start(status, headers):
-                try:
-                    await self._send({"type": "http.response.body", "body": body})
-                except (OSError, RuntimeError) as exc:  # the server gave up on the connection
-                    logger.debug("send failed: %r", exc)
-                    self._on_disconnect()
-            self._state = 3
-        elif kind == _STREAM:
-            if await self._start(status, headers) and self._stream is not None:
-                self._stream._watch()  # sends to a departed client are dropped silently: watch for it
-        else:
-            try:
-                await self._send_file(status, headers, *response[4:])
-            except (OSError, RuntimeError) as exc:
-                logger.debug("sending the file failed: %r", exc)
-                self._on_disconnect()
-            self._state = 3
-
-    async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
-        """Send ``http.response.start``; if the server refuses it, answer a clean 500 instead."""
-        if status > 599 and uvicorn_owner(self._send, "http") is not None:
-            # uvicorn's status tables stop at 599 and it fails *after* marking the response started.
-            logger.error("uvicorn cannot send response status %s (it supports 100-599): answering 500", status)
-        elif status < 200:
-            # 1xx are interim statuses, never a final response: Granian answers 500 too.
-            logger.error("response status %s is informational (1xx), not a final response: answering 500", status)
-        else:
-            try:
-                await self._send({"type": "http.response.start", "status": status, "headers": headers})
-                return True
-            except Exception as exc:
-                return await self._refused(status, exc)
-        return await self._answer_500()
-
-    async def _refused(self, status: int, exc: Exception) -> bool:
-        """The server raised ``exc`` on ``http.response.start``: log it, answer a 500; always False."""
-        logger.error("the ASGI server refused the response status %s or its headers: %r", status, exc)
-        return await self._answer_500()
-
-    async def _answer_500(self) -> bool:
-        """Answer an empty 500 in place of a response that could not start; always False."""
-        self._end_stream()
-        try:
-            await self._send(_EMPTY_500)
-            await self._send(_END)
-        except Exception as exc:
-            logger.debug("sending the 500 failed too: %r", exc)
-            self._on_disconnect()
-        return False
-
-    async def _send_file(
-        self, status: int, headers: list[tuple[bytes, bytes]], path: str, start: int, end: int | None
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        send = self._send
-        pathsend = end is None and "http.response.pathsend" in (self._asgi_scope.get("extensions") or ())
-        try:
-            if pathsend:
-                f = None
-                path = await loop.run_in_executor(None, _check_file, path)
-            else:
-                f = await loop.run_in_executor(None, _open_file, path, start)
-        except OSError as exc:
-            logger.info("cannot open file %s: %s", path, exc)
-            await send({"type": "http.response.start", "status": 404, "headers": list(_NOT_FOUND_HEADERS)})
-            await send({"type": "http.response.body", "body": b"Not found"})
-            return
-        if f is None:
-            if await self._start(status, headers):
-                await send({"type": "http.response.pathsend", "path": path})
-            return
-        try:
-            if not await self._start(status, headers):
-                return
-            left = None if end is None else end - start
-            size = self._chunk_size
-            read = f.read
-            while not self._disconnected:
-                n = size if left is None else min(size, left)
-                chunk = await loop.run_in_executor(None, read, n) if n else b""
-                if left is not None:
-                    left -= len(chunk)
-                if not chunk or left == 0:
-                    await send({"type": "http.response.body", "body": chunk})
-                    return
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        finally:
-            f.close()
-
-    def _end_stream(self) -> None:
-        """The stream (if any) takes no more data and is no longer the response."""
-        stream = self._stream
-        if stream is not None:
-            stream._open = False
-            self._stream = None
-
-    def begin(self, app: Callable[[Any, Any], Awaitable[Any]]) -> Drive | None:
-        """Call the RSGI app and run its first step here; what is left of it, if anything, to await.
-
-        An app that answers without awaiting thus needs no :class:`Drive`.
-        """
-        scope = self._rsgi_scope = Scope(self._asgi_scope, "http")  # type: ignore[arg-type]
-        coro = app(scope, self)
-        if type(coro) is not _COROUTINE:
-            coro = as_coroutine(coro)
-        self._stepping = True
-        try:
-            first = coro.send(None)
-        except StopIteration:
-            return None
-        finally:
-            self._stepping = False
-        return Drive(coro, self, first)
-
-    def failed(self, exc: Exception) -> None:
-        """The app raised ``exc``: log it; :meth:`finish` answers accordingly."""
-        self._error = exc
-        self.log_app_error(exc, "Exception")
-
-    async def finish(self) -> None:
-        """Complete the exchange after the app returned or raised."""
-        exc = self._error
-        state = self._state
-        if state == 1:
-            if exc is not None and self._stream is not None:
-                # The app failed before its stream's headers left: a clean 500 instead.
-                self._end_stream()
-                state = self._state = 0
-            else:
-                await self.flush()
-                state = self._state
-        stream = self._stream
-        if stream is not None:
-            stream._open = False
-            if exc is not None and not _is_daphne(self._send):
-                raise exc  # abort: the client must not see a clean end of body
-            # daphne cannot abort a started response (re-raising breaks its application checker
-            # for the rest of the process): there the body ends, as under Granian.
-            if not self._disconnected:
-                await self._send(_END)
-        elif state == 0:
-            if exc is None:
-                logger.error(
-                    "RSGI app returned without a response for %s %s",
-                    self._asgi_scope.get("method"),
-                    self._asgi_scope.get("path"),
-                )
-            await self._send(_EMPTY_500)
-            await self._send(_END)
-        self._state = 3
-
-    def close(self) -> None:
-        """Release what the request held: the watcher task, disconnect waiters, the stream.
-
-        Also breaks the reference cycles these make (transport <-> protocol, watcher task -> its
-        frame -> watcher state -> task), so the request's objects go when it ends, not at the next
-        garbage collection.
-        """
-        w = self._w
-        if w is not None:  # kept: a later client_disconnect() finds ``gone`` set
-            task, w.task = w.task, None  # the task's frame holds w: no way back to the task
-            if task is not None and not task.done():
-                task.cancel()
-            if w.gone is not None:
-                w.gone.set()
-        stream = self._stream
-        if stream is not None:
-            stream._open = False
-            self._stream = None
+        return x.open_stream(check_status(status), encode_head(headers))
 
 
-class _BodyIterator:
-    """``async for chunk in protocol``: the non-empty body chunks.
+class _BodyChunks:
+    """``async for chunk in protocol``: the non-empty body chunks; ends early if the client left (as Granian)."""
 
-    A class, not an async generator: the loop's async-generator hooks cost a WeakSet entry per request.
-    """
+    __slots__ = ("_inbound",)
 
-    __slots__ = ("_proto",)
+    def __init__(self, inbound: Inbound) -> None:
+        self._inbound = inbound
 
-    def __init__(self, proto: HTTPProtocol) -> None:
-        self._proto = proto
-
-    def __aiter__(self) -> _BodyIterator:
+    def __aiter__(self) -> _BodyChunks:
         return self
 
     async def __anext__(self) -> bytes:
-        proto = self._proto
         while True:
-            if proto._w is None:  # no watcher: read straight from the server, as _next_chunk (inline: hot path)
-                if not proto._more_body or proto._disconnected:
-                    raise StopAsyncIteration
-                proto._reading = True
-                try:
-                    msg = await proto._receive()
-                finally:
-                    proto._read_over()
-                try:
-                    chunk = proto._took(msg)
-                except ProtocolClosed:  # as Granian: iteration ends with what arrived; ``await protocol()`` raises
-                    raise StopAsyncIteration from None
-            else:
-                try:
-                    chunk = await proto._next_chunk()  # type: ignore[assignment]
-                except ProtocolClosed:
-                    raise StopAsyncIteration from None
-                if chunk is None:
-                    raise StopAsyncIteration
+            try:
+                chunk = await self._inbound.next_chunk()
+            except ProtocolClosed:
+                raise StopAsyncIteration from None
+            if chunk is None:
+                raise StopAsyncIteration
             if chunk:
                 return chunk
 
 
 class StreamTransport:
-    """The transport ``response_stream`` returns."""
+    """The transport ``response_stream`` returns. Like Granian's, its sends check their argument when called."""
 
-    __slots__ = ("_closing", "_open", "_proto", "_sends")
+    __slots__ = ("__weakref__", "_exchange")
 
-    def __init__(self, proto: HTTPProtocol) -> None:
-        self._proto = proto
-        self._open = True  # False once the app returned (or the stream gave way to a 500)
-        self._closing: Any = None  # see _watch
-        self._sends = 0
-
-    # Like Granian's, the sends check their argument when called, before awaiting.
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
 
     def send_bytes(self, data: Any) -> Coroutine[Any, Any, None]:
         """Send a bytes-like chunk."""
-        return self._write(data if type(data) is bytes else check_bytes(data, "send_bytes"))
+        return self._exchange.write(check_bytes(data, "send_bytes"))
 
     def send_str(self, data: str) -> Coroutine[Any, Any, None]:
         """Send a str chunk, UTF-8 encoded."""
-        return self._write(check_str(data, "send_str").encode())
-
-    def _watch(self) -> None:
-        """Notice the client leaving while the stream is open.
-
-        On uvicorn the socket says it (its transport's ``is_closing()``, true as soon as a write
-        failed or the client closed): each send checks it, no task needed. Other servers only say
-        it through ``receive()``: start the watcher.
-        """
-        closing = self._closing
-        if closing is None:
-            closing = self._closing = _closing_check(self._proto._send)
-        if closing is False:
-            self._proto._watch()
-
-    async def _write(self, data: bytes) -> None:
-        if not self._open:
-            raise ProtocolError("the stream is over: the app already returned")
-        proto = self._proto
-        if proto._state == 1:  # the first chunk: the headers leave first
-            response = proto._response
-            assert response is not None
-            status = response[1]
-            if response[0] == _STREAM and 200 <= status <= 599:  # as flush(), inline: one coroutine less
-                proto._state = 2
-                try:
-                    await proto._send({"type": "http.response.start", "status": status, "headers": response[2]})
-                except Exception as exc:
-                    await proto._refused(status, exc)
-                else:
-                    self._watch()
-            else:
-                await proto.flush()
-        closing = self._closing
-        if proto._disconnected or (closing and closing()):
-            proto._on_disconnect()
-            raise ProtocolClosed("the client disconnected")
-        if data:
-            await proto._send({"type": "http.response.body", "body": data, "more_body": True})
-            if closing is False:
-                self._sends += 1
-                if not self._sends & 15:
-                    # Once the socket broke, hypercorn's sends return without suspending: yield now
-                    # and then so the watcher can see the client leave, else the app spins and
-                    # starves the whole server.
-                    await asyncio.sleep(0)
+        return self._exchange.write(check_str(data, "send_str").encode())
 
 
-def _closing_check(send: Any) -> Any:
-    """``is_closing`` of the socket behind uvicorn's ``send``, else False."""
-    closing = getattr(getattr(uvicorn_owner(send, "http"), "transport", None), "is_closing", None)
-    return closing if callable(closing) else False
-
-
-def _is_daphne(send: Any) -> bool:
-    owner = getattr(getattr(send, "func", None), "__self__", None)  # daphne: partial(server.handle_reply, ...)
-    return owner is not None and type(owner).__module__.startswith("daphne.")
-
-
-def _check_path(file: object) -> str:
-    if isinstance(file, str):
-        return file
-    if isinstance(file, os.PathLike):
-        path = os.fspath(file)
-        if isinstance(path, str):
-            return path
-    raise TypeError(f"file path must be str or os.PathLike, not {type(file).__name__}")
-
-
-def _check_file(path: str) -> str:
-    path = os.path.abspath(path)
-    with open(path, "rb"):  # same errors as a real open (missing, directory, permissions)
-        pass
-    return path
-
-
-def _open_file(path: str, start: int) -> Any:
-    f = open(path, "rb")  # noqa: SIM115 - closed by the caller (a directory raises here)
-    if start:
-        f.seek(start)
-    return f
+def _open_file(path: str, start: int) -> tuple[BinaryIO, int]:
+    """Open ``path`` for a file response at ``start``; with its size. A directory raises here (IsADirectoryError)."""
+    f = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    try:
+        size = os.fstat(f.fileno()).st_size
+        if start:
+            f.seek(start)
+    except BaseException:
+        f.close()
+        raise
+    return f, size

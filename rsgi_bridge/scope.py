@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -10,6 +11,20 @@ __all__ = ["Headers", "Scope", "format_address"]
 _HTTP_VERSIONS = {"1.1": "1.1", "1.0": "1", "2": "2", "2.0": "2", "3": "3", "1": "1"}
 _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 _MISSING: Any = object()
+# What Granian leaves out of its headers: a value with a byte outside visible ASCII (HTAB allowed).
+_INVISIBLE = re.compile(r"[^\t\x20-\x7e]")
+
+
+def _visible(value: bytes) -> str | None:
+    """``value`` as str if it is visible ASCII (what Granian shows), else None."""
+    s = value.decode("latin-1")
+    if s.isascii() and (s.isprintable() or _INVISIBLE.search(s) is None):
+        return s
+    return None
+
+
+def _latin1(value: bytes) -> str:
+    return value.decode("latin-1")
 
 
 def format_address(addr: Any) -> str:
@@ -37,14 +52,16 @@ def format_address(addr: Any) -> str:
 class Headers:
     """Read-only request headers with Granian's ``RSGIHeaders`` API.
 
-    Names are lower-case as ASGI servers deliver them; values are decoded as latin-1 (lossless, the ASGI/WSGI
-    convention). Repeated headers are kept in order.
+    Names are lower-case as ASGI servers deliver them; repeated headers are kept in order. By
+    default a value that is not visible ASCII is left out of the values, as Granian does;
+    ``latin1=True`` shows it decoded as latin-1 instead (lossless, the ASGI/WSGI convention).
     """
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_latin1", "_raw")
 
-    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]], latin1: bool = False) -> None:
         self._raw = raw if isinstance(raw, list) else list(raw)
+        self._latin1 = latin1
 
     @staticmethod
     def _key(key: str) -> bytes | None:
@@ -55,18 +72,28 @@ class Headers:
         except UnicodeEncodeError:
             return None
 
+    def _values(self, key: str) -> Iterator[str]:
+        k = self._key(key)
+        decode = _latin1 if self._latin1 else _visible
+        for name, value in self._raw:
+            if name == k:
+                v = decode(value)
+                if v is not None:
+                    yield v
+
     def get(self, key: str, default: Any = None) -> Any:
         """First value of ``key``, or ``default``."""
         k = self._key(key)
         for name, value in self._raw:
             if name == k:
-                return value.decode("latin-1")
+                v = value.decode("latin-1") if self._latin1 else _visible(value)
+                if v is not None:
+                    return v
         return default
 
     def get_all(self, key: str) -> list[str]:
         """Every value of ``key`` in order (empty list when absent)."""
-        k = self._key(key)
-        return [v.decode("latin-1") for n, v in self._raw if n == k]
+        return list(self._values(key))
 
     def keys(self) -> list[str]:
         """Distinct names in first-seen order."""
@@ -74,16 +101,24 @@ class Headers:
 
     def values(self) -> list[str]:
         """Every value, repeated names included."""
-        return [v.decode("latin-1") for _, v in self._raw]
+        return [v for _, v in self.items()]
 
     def items(self) -> list[tuple[str, str]]:
         """Every ``(name, value)`` pair, repeated names included."""
-        return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw]
+        if self._latin1:
+            return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw]
+        out = []
+        for n, v in self._raw:
+            s = _visible(v)
+            if s is not None:
+                out.append((n.decode("latin-1"), s))
+        return out
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        return self.get(key, _MISSING) is not _MISSING
+        k = self._key(key)
+        return any(n == k for n, _ in self._raw)
 
     def __getitem__(self, key: str) -> str:
         value = self.get(key, _MISSING)
@@ -104,13 +139,14 @@ class Headers:
 class Scope:
     """The RSGI scope of one connection, read lazily from the ASGI scope."""
 
-    __slots__ = ("_headers", "_s", "proto")
+    __slots__ = ("_headers", "_latin1", "_s", "proto")
 
     rsgi_version = "1.6"
 
-    def __init__(self, asgi_scope: dict[str, Any], proto: str) -> None:
+    def __init__(self, asgi_scope: dict[str, Any], proto: str, latin1_headers: bool = False) -> None:
         self._s = asgi_scope
         self._headers: Headers | None = None
+        self._latin1 = latin1_headers
         self.proto = proto
 
     @property
@@ -125,7 +161,7 @@ class Scope:
 
     @property
     def method(self) -> str:
-        return str(self._s.get("method", "GET")).upper()
+        return str(self._s.get("method", "GET"))  # as sent, as Granian
 
     @property
     def path(self) -> str:
@@ -157,7 +193,7 @@ class Scope:
     def headers(self) -> Headers:
         h = self._headers
         if h is None:
-            h = self._headers = Headers(self._s.get("headers", ()))
+            h = self._headers = Headers(self._s.get("headers", ()), self._latin1)
         return h
 
     @property

@@ -85,7 +85,7 @@ def test_scope_values(client: httpx.Client, server: Server) -> None:
     assert s["x_rep_get"] == "one"
     assert s["x_rep_all"] == ["one", "two"]
     assert ["x-rep", "one"] in s["headers_items"] and ["x-rep", "two"] in s["headers_items"]
-    assert ["x-latin", "café"] in s["headers_items"]  # latin-1 decoding, lossless
+    assert not any(n == "x-latin" for n, _ in s["headers_items"])  # not visible ASCII: left out, as Granian
     assert s["headers_keys"].count("x-rep") == 1
     assert s["missing_get"] == "dflt"
     assert s["contains_host"] is True
@@ -149,7 +149,7 @@ def test_status_range(client: httpx.Client, server: Server) -> None:
     # (Granian sends "600 <none>"; see the README's server table).
     r = client.get("/status?code=600")
     assert (r.status_code, r.content) == (500, b"")
-    assert wait_for(lambda: "uvicorn cannot send response status 600" in server.output(), timeout=5)
+    assert wait_for(lambda: "cannot send response status 600 (it supports up to 599)" in server.output(), timeout=5)
     assert client.get("/str").status_code == 200
 
 
@@ -326,11 +326,17 @@ def test_body_read_twice_is_protocol_error(client: httpx.Client) -> None:
     assert [e[:2] for e in evs] == [["read-twice", "ProtocolError"], ["iter-after-read", "ProtocolError"]]
 
 
-def test_stream_transport_used_after_app_returned(client: httpx.Client) -> None:
-    assert client.get("/keep-transport").content == b"kept"
-    assert client.get("/use-kept").status_code == 200
-    [ev] = events(client)
-    assert ev[:2] == ["use-kept", "ProtocolError"]
+def test_stream_transport_used_after_app_returned(server: Server) -> None:
+    # As on Granian: a stream whose transport is still held after the handler returned stays open;
+    # sends on it arrive, and the body ends when the transport is released.
+    with httpx.Client(base_url=server.url, timeout=10) as first, httpx.Client(base_url=server.url, timeout=10) as other:
+        with first.stream("GET", "/keep-transport") as r:
+            chunks = r.iter_bytes()
+            assert next(chunks) == b"kept"
+            assert other.get("/use-kept").status_code == 200
+            assert b"".join(chunks) == b"late"
+        [ev] = events(other)
+        assert ev[:2] == ["use-kept", "sent"]
 
 
 def test_response_leaves_before_app_returns(client: httpx.Client) -> None:

@@ -273,6 +273,9 @@ async def app(scope: Any, protocol: Any) -> None:
             await KEPT["t"].send_bytes(b"late")
         except Exception as exc:
             record("use-kept", *_exc(exc))
+        else:
+            record("use-kept", "sent")
+        KEPT.clear()  # released: the kept stream's body ends
         protocol.response_empty(200, [])
     elif path == "/bad":
         await bad_input(protocol, q["case"])

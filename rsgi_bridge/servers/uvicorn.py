@@ -1,0 +1,14 @@
+"""uvicorn (httptools and h11 protocols)."""
+
+from __future__ import annotations
+
+from . import Quirks
+
+# Its status-line tables stop at 599, and it fails on a higher status only after marking the
+# response started (no 500 can follow): the bridge answers 500 before trying.
+QUIRKS = Quirks(max_status=599)
+
+
+def owns(module: str) -> bool:
+    """Whether a ``send`` bound to an object of ``module`` is uvicorn's HTTP ``send``."""
+    return module.startswith("uvicorn.protocols.http.")
