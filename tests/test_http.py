@@ -327,8 +327,12 @@ def test_body_read_twice_is_protocol_error(client: httpx.Client) -> None:
 
 
 def test_stream_transport_used_after_app_returned(server: Server) -> None:
-    # As on Granian: a stream whose transport is still held after the handler returned stays open;
-    # sends on it arrive, and the body ends when the transport is released.
+    check_kept_stream(server)
+
+
+def check_kept_stream(server: Server) -> None:
+    """As on Granian: a stream whose transport is still held after the handler returned stays open;
+    sends on it arrive, and the body ends when the transport is released."""
     with httpx.Client(base_url=server.url, timeout=10) as first, httpx.Client(base_url=server.url, timeout=10) as other:
         with first.stream("GET", "/keep-transport") as r:
             chunks = r.iter_bytes()
