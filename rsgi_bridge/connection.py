@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import sys
 from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from typing import Any
 
@@ -17,6 +19,7 @@ __all__ = [
     "check_bytes",
     "check_status",
     "check_str",
+    "contain",
     "encode_headers",
     "logger",
     "uvicorn_owner",
@@ -79,6 +82,34 @@ class Connection:
             s.get("path", ""),
             exc_info=exc,
         )
+
+
+def contain(exc: BaseException) -> bool:
+    """Whether an exception that escaped the RSGI app is the app's failure, to be contained.
+
+    Call it in the request's own task, in the ``except BaseException`` around the app call.
+    ``True``: the app failed; the bridge logs it, answers as for any app error (HTTP: an empty
+    500; websocket: refused with 403 before accept, closed with 1011 after) and returns
+    normally, so the server keeps serving. That covers every ``Exception``, ``SystemExit``,
+    ``KeyboardInterrupt``, other ``BaseException`` subclasses, and a ``CancelledError`` the app
+    raised itself or got by awaiting a cancelled task while its own task was not cancelled.
+    ``False``: the exception must propagate unchanged: a ``CancelledError`` while the current
+    task is being cancelled (the server or the drain cancelled the request: ``Task.cancelling()``
+    is non-zero), and ``GeneratorExit`` (the coroutine is being closed). Without a current task,
+    a ``CancelledError`` cannot be ours and is contained. Before Python 3.11 (no
+    ``cancelling()``) every ``CancelledError`` propagates.
+    """
+    if isinstance(exc, asyncio.CancelledError):
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no running loop
+            return True
+        if task is None:
+            return True
+        if sys.version_info < (3, 11):
+            return False
+        return task.cancelling() == 0
+    return not isinstance(exc, GeneratorExit)
 
 
 async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
