@@ -204,5 +204,6 @@ async def no_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
         raise RuntimeError("this deployment has no lifespan")
     await app(scope, receive, send)
 
+
 async_app = wrap(AsyncApp(), **OPTIONS)
 hybrid = wrap(Hybrid(), **OPTIONS)
