@@ -136,7 +136,22 @@ def test_scope(server: Server) -> None:
 
 @pytest.mark.parametrize(
     ("query", "status"),
-    [("403", 403), ("404", 404), ("1000", 403), ("none", 403), ("600", 403)],
+    [
+        ("403", 403),
+        ("404", 404),
+        ("301", 301),
+        ("1000", 403),
+        ("none", 403),
+        ("600", 403),
+        # no status that cannot end a refused handshake goes out: 1xx (Granian: 500) and 2xx
+        # (Granian passes them through, as if the handshake had succeeded) are refused with 500
+        ("100", 500),
+        ("101", 500),
+        ("199", 500),
+        ("200", 500),
+        ("204", 500),
+        ("299", 500),
+    ],
 )
 def test_close_before_accept_rejects(server: Server, query: str, status: int) -> None:
     assert rejected_status(server, f"/reject?status={query}") == status
@@ -168,8 +183,9 @@ def test_app_returning_without_close_closes_1000(server: Server) -> None:
         assert drain(ws) == (["hi"], 1000)
 
 
-def test_app_error_before_accept_is_500_and_logged(server: Server) -> None:
-    assert rejected_status(server, "/raise-before") == 500
+def test_app_error_before_accept_is_403_and_logged(server: Server) -> None:
+    # as Granian: an app that raises before accept is refused like one that returned
+    assert rejected_status(server, "/raise-before") == 403
     assert wait_for(lambda: "boom before accept" in server.output(), 5), server.output()
     assert "Exception in RSGI app while handling WEBSOCKET /raise-before" in server.output()
 
