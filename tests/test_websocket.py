@@ -708,3 +708,40 @@ def test_shutdown_closes_open_websockets_quickly(kind: str) -> None:
         # daphne only sends 1000 and 3000-4999, so the bridge's 1012 goes out as 1000 there.
         assert info.value.rcvd is not None and info.value.rcvd.code == (1000 if kind == "daphne" else 1012)
         assert elapsed < 5
+
+
+def test_inprocess_app_cancelled_error_is_contained_but_a_real_cancellation_propagates() -> None:
+    """The app's own CancelledError is its failure (closed with 1011, the session ends normally);
+    the server cancelling the session's task (client gone, shutdown) still ends it as cancelled."""
+
+    async def main() -> tuple[bool, list[Any], bool, list[Any]]:
+        own = FakeServer()
+        own.incoming.put_nowait({"type": "websocket.connect"})
+
+        async def raises(scope: Any, proto: Any) -> None:
+            await proto.accept()
+            raise asyncio.CancelledError
+
+        task = own.run(raises)
+        await asyncio.wait_for(asyncio.shield(task), 5)  # returns: contained
+
+        cancelled = FakeServer()
+        cancelled.incoming.put_nowait({"type": "websocket.connect"})
+        accepted = asyncio.Event()
+
+        async def waits(scope: Any, proto: Any) -> None:
+            transport = await proto.accept()
+            accepted.set()
+            await transport.receive()
+
+        victim = cancelled.run(waits)
+        await asyncio.wait_for(accepted.wait(), 5)
+        victim.cancel()
+        await asyncio.wait([victim], timeout=5)
+        return task.cancelled(), own.sent, victim.cancelled(), cancelled.sent
+
+    own_cancelled, own_sent, victim_cancelled, victim_sent = asyncio.run(main())
+    assert not own_cancelled
+    assert own_sent == [{"type": "websocket.accept"}, {"type": "websocket.close", "code": 1011}]
+    assert victim_cancelled
+    assert victim_sent == [{"type": "websocket.accept"}]  # no close of its own: the server ends it
