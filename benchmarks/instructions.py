@@ -30,10 +30,9 @@ sys.path.insert(0, str(HERE))
 
 def serve(app_name: str, workload: str, n: int) -> None:
     """Serve ``n`` requests of ``workload`` with ``app_name`` (run inside callgrind)."""
-    import uvloop
-
     import apps
     import micro
+    import uvloop
 
     method, path, body, _ = micro.WORKLOADS[workload]
     scope = micro.make_scope(method, path, body)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from .bridge import RSGIBridge, detect_interface, wrap
 from .errors import ProtocolClosed, ProtocolError
+from .hooks import HookLoop
 from .http import HTTPProtocol, StreamTransport
-from .lifespan import HookLoop
 from .mount import lifespan_context
 from .scope import Headers, Scope
 from .websocket import WebsocketMessage, WebsocketMessageType, WebsocketProtocol, WebsocketTransport

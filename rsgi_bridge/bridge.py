@@ -9,7 +9,7 @@ from typing import Any
 
 from .connection import ASGIReceive, ASGISend, logger
 from .http import Exchange
-from .lifespan import NEW, RUNNING, STARTING, Lifecycle, Untracked
+from .lifecycle import FAILED, NEW, RUNNING, STARTING, Lifecycle, Untracked
 from .websocket import deny_websocket, serve_websocket
 
 __all__ = ["RSGIBridge", "detect_interface", "wrap"]
@@ -118,22 +118,38 @@ class RSGIBridge:
             raise ValueError(f"rsgi-bridge: unsupported ASGI scope type {kind!r}")
 
     async def _gate(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> bool:
-        """Before RUNNING: start the app (no lifespan) or refuse while shutting down."""
+        """Before RUNNING: start the app (no lifespan, at most once per process) or refuse.
+
+        A failed or timed-out init is final: every request gets a 500 and the reason is logged
+        with it; while shutting down requests get a 503.
+        """
         life = self.lifecycle
-        if life.state in (NEW, STARTING):
+        if life.state is NEW or life.state is STARTING:
             try:
                 await life.startup()
-            except Exception as exc:
-                logger.error("app not started (%s): answering 500; init is retried on the next request", exc)
-                await _refuse(scope, receive, send, 500)
-                return False
-            life.started_without_lifespan()
+            except Exception:
+                pass
+            else:
+                life.started_without_lifespan()
+                return True
+        if life.state is FAILED:
+            logger.error("app not started (%s): answering %s with 500", life.refusal(), _what(scope))
+            await _refuse(scope, receive, send, 500)
+            return False
+        if life.state is RUNNING:  # started meanwhile (by the lifespan)
             return True
         await _refuse(scope, receive, send, 503)
         return False
 
 
+def _what(scope: dict[str, Any]) -> str:
+    if scope["type"] == "websocket":
+        return f"websocket {scope.get('path', '')}"
+    return f"{scope.get('method', '')} {scope.get('path', '')}"
+
+
 async def _refuse(scope: dict[str, Any], receive: ASGIReceive, send: ASGISend, status: int) -> None:
+    """Answer a request the app cannot serve with an empty ``status`` (a websocket: refused)."""
     if scope["type"] == "websocket":
         await deny_websocket(scope, receive, send, status)
         return

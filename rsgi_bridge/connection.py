@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -15,6 +16,7 @@ __all__ = [
     "Connection",
     "check_bytes",
     "check_str",
+    "contain",
     "log_app_error",
     "logger",
     "uvicorn_owner",
@@ -51,6 +53,31 @@ class Connection:
     def log_app_error(self, exc: BaseException, what: str) -> None:
         """Log an exception the app raised, with the request it belongs to."""
         log_app_error(self._asgi_scope, exc, what)
+
+
+def contain(exc: BaseException) -> bool:
+    """Whether an exception that escaped the RSGI app is the app's failure, to be contained.
+
+    Call it in the request's own task, in the ``except BaseException`` around the app call.
+    ``True``: the app failed; the bridge logs it, answers as for any app error (HTTP: an empty
+    500; websocket: refused with 403 before accept, closed with 1011 after) and returns
+    normally, so the server keeps serving. That covers every ``Exception``, ``SystemExit``,
+    ``KeyboardInterrupt``, other ``BaseException`` subclasses, and a ``CancelledError`` the app
+    raised itself or got by awaiting a cancelled task while its own task was not cancelled.
+    ``False``: the exception must propagate unchanged: a ``CancelledError`` while the current
+    task is being cancelled (the server or the drain cancelled the request: ``Task.cancelling()``
+    is non-zero), and ``GeneratorExit`` (the coroutine is being closed). Without a current task,
+    a ``CancelledError`` cannot be ours and is contained.
+    """
+    if isinstance(exc, asyncio.CancelledError):
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no running loop
+            return True
+        if task is None:
+            return True
+        return task.cancelling() == 0
+    return not isinstance(exc, GeneratorExit)
 
 
 def log_app_error(scope: ASGIScope, exc: BaseException, what: str = "") -> None:

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import Any, BinaryIO
 
-from .connection import ASGIReceive, ASGIScope, ASGISend, log_app_error, logger
+from .connection import ASGIReceive, ASGIScope, ASGISend, contain, log_app_error, logger
 from .errors import ProtocolClosed, ProtocolError
 from .response import (
     Head,
@@ -115,7 +115,7 @@ class Exchange:
         try:
             await app(Scope(self._scope, "http", self.latin1_headers), HTTPProtocol(self))  # type: ignore[arg-type]
         except BaseException as exc:  # every app error is contained: a 500, logged
-            if _cancelled_by_server(exc, self._task):
+            if not contain(exc):  # the server cancelled the request
                 self._running = False
                 self._close()
                 raise
@@ -424,11 +424,6 @@ class Exchange:
 
 class ResponseAborted(RuntimeError):
     """Raised to the ASGI server to cut short a response whose app failed after it started."""
-
-
-def _cancelled_by_server(exc: BaseException, task: asyncio.Task[Any] | None) -> bool:
-    """Whether ``exc`` is the request task being cancelled (by the server), not an error of the app."""
-    return isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0
 
 
 class Inbound:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .bridge import RSGIBridge, wrap
 from .connection import ASGIReceive, ASGISend
-from .lifespan import NEW
+from .lifecycle import NEW
 
 try:
     import httpx

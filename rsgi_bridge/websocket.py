@@ -15,6 +15,7 @@ from .connection import (
     Connection,
     check_bytes,
     check_str,
+    contain,
     logger,
     uvicorn_owner,
 )
@@ -72,9 +73,23 @@ def _close_code(status: object) -> int:
 
 
 def _deny_status(status: object) -> int:
-    """``status`` if it is an HTTP status a handshake can be refused with, else 403."""
-    if type(status) is int and 100 <= status <= 599 and status != 101:
-        return status
+    """The HTTP status a handshake is refused with when the app calls ``close(status)`` before accept.
+
+    As Granian: no status is 403, and 300-599 pass through. A 1xx cannot end a handshake:
+    Granian answers those with 500, and so does the bridge for 2xx too (Granian sends a 2xx
+    through as if the handshake succeeded; a refusal must not look like success). Anything
+    else (websocket close codes such as 1000, on which Granian's worker panics; 600-999, which
+    not every server can send; non-ints) is refused with 403.
+    """
+    if status is None:
+        return 403
+    if type(status) is int or (isinstance(status, int) and not isinstance(status, bool)):
+        status = int(status)
+        if 100 <= status <= 299:
+            logger.warning("websocket close(%d) before accept cannot refuse a handshake: answering 500", status)
+            return 500
+        if 300 <= status <= 599:
+            return status
     return 403
 
 
@@ -382,9 +397,10 @@ class WebsocketProtocol(Connection):
         if self._state == 1:
             await self.flush()
         elif self._phase == _NEW:
+            # Returned or raised before accept: refused with 403 either way, as Granian does.
             self._phase = _CLOSED
             self._state = 2
-            await deny_websocket(self._asgi_scope, self._receive, self._send, 500 if error else 403)
+            await deny_websocket(self._asgi_scope, self._receive, self._send, 403)
         elif self._phase == _OPEN and not self._state:
             self._close_status = 1011 if error else 1000
             self._state = 1
@@ -446,9 +462,12 @@ async def serve_websocket(
         error = exc
         if not (isinstance(exc, ProtocolClosed) and proto._gone):
             proto.log_app_error(exc, "Exception")
-    except BaseException:
-        proto._stop_watch()
-        raise
+    except BaseException as exc:
+        if not contain(exc):  # the server (or the drain) cancelled this session: let it end so
+            proto._stop_watch()
+            raise
+        error = exc  # SystemExit, KeyboardInterrupt, the app's own CancelledError: the app's failure
+        proto.log_app_error(exc, type(exc).__name__)
     try:
         await proto.finish(error)
     except (OSError, RuntimeError) as exc:

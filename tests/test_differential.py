@@ -20,11 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.apps.diff_app import FILE
-from tests.servers import Server
+from tests.apps.diff_app import BASE_EXCEPTIONS, FILE
+from tests.servers import Server, wait_for
 
 FILE_BYTES = open(FILE, "rb").read()  # noqa: SIM115
 FILE_SIZE = len(FILE_BYTES)
@@ -441,6 +441,31 @@ def test_http_same_as_granian(pool: Pool, name: str, case: Case) -> None:
     assert_same(target, case, ref, got)
 
 
+@pytest.mark.parametrize("exc", BASE_EXCEPTIONS)
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_http_base_exception_is_contained(pool: Pool, name: str, exc: str) -> None:
+    """An HTTP handler raising SystemExit, KeyboardInterrupt or its own CancelledError: Granian
+    answers an empty 500, logs it and keeps serving from the same process; so must the bridge."""
+    target = TARGETS[name]
+    ref_server, server = reference(pool), bridged(pool, target)
+    with client(ref_server, target.http2) as ref_client, client(server, target.http2) as c:
+        pids = (int(ref_client.get("/pid").text), int(c.get("/pid").text))
+        since = len(server.output())
+        ref = ref_client.get(f"/raise?exc={exc}")
+        try:
+            got: Any = c.get(f"/raise?exc={exc}", timeout=5)
+        except httpx.HTTPError as error:  # no answer at all (daphne before the fix)
+            got = error
+        assert (ref.status_code, ref.content) == (500, b"")
+        assert isinstance(got, httpx.Response), got
+        assert (got.status_code, got.content) == (500, b"")
+        # logged, and the same processes answer the next request
+        assert logged_exception(ref_server, exc, 0), ref_server.output()
+        assert wait_for(lambda: logged_exception(server, exc, since), 5), server.output()[since:]
+    with client(ref_server, target.http2) as ref_client, client(server, target.http2) as c:
+        assert (int(ref_client.get("/pid").text), int(c.get("/pid").text)) == pids
+
+
 # -- websockets ---------------------------------------------------------------------------------
 
 
@@ -451,6 +476,7 @@ class WsSeen:
     denied_headers: list[tuple[str, str]] = field(default_factory=list)
     received: list[Any] = field(default_factory=list)
     close_code: int | None = None
+    error: str | None = None  # a handshake answer the client could not take (neither 101 nor a refusal)
 
 
 @dataclass
@@ -461,6 +487,9 @@ class WsCase:
     until: str | None = None  # receive until this message, then close from the client side
     bridge_close: int | None = None  # the close code the bridge sends (Granian 2.8 sends none: 1005)
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # Where the bridge refuses on purpose with another status than Granian: (Granian's answer, ours).
+    bridge_denied: tuple[int | str, int] | None = None
+    contained: str | None = None  # the app raises this BaseException: logged, the server lives on
 
     def run(self, server: Server) -> WsSeen:
         seen = WsSeen()
@@ -483,6 +512,8 @@ class WsCase:
             seen.denied = exc.response.status_code
             seen.denied_body = bytes(exc.response.body or b"")
             seen.denied_headers = [(k.lower(), v) for k, v in exc.response.headers.raw_items()]
+        except InvalidHandshake as exc:  # e.g. a bare 101 without the upgrade headers
+            seen.error = type(exc).__name__
         return seen
 
 
@@ -507,7 +538,31 @@ WS_CASES = [
     WsCase("error-after-accept", "/ws/error-after", bridge_close=1011),
     WsCase("error-before-accept", "/ws/error-before"),
     WsCase("no-route", "/ws/nope"),
+    # close(status) before accept with a status that cannot refuse a handshake. Granian answers a
+    # 1xx with 500 but passes 101 and 2xx through (a bare 101 without upgrade headers, or a 200
+    # that looks like success); the bridge refuses all of them with 500.
+    WsCase("reject-100", "/ws/reject?status=100", bridge_denied=(500, 500)),
+    WsCase("reject-103", "/ws/reject?status=103", bridge_denied=(500, 500)),
+    WsCase("reject-101", "/ws/reject?status=101", bridge_denied=("InvalidUpgrade", 500)),
+    WsCase("reject-200", "/ws/reject?status=200", bridge_denied=(200, 500)),
+    WsCase("reject-204", "/ws/reject?status=204", bridge_denied=(204, 500)),
+    WsCase("reject-301", "/ws/reject?status=301"),
+    # BaseExceptions from the app: before accept refused with 403, after accept closed (Granian:
+    # no code, 1005; the bridge: 1011 as for any app error); logged; the server keeps serving.
+    *(WsCase(f"raise-before-{e}", f"/ws/raise-before?exc={e}", contained=e) for e in BASE_EXCEPTIONS),
+    *(WsCase(f"raise-after-{e}", f"/ws/raise-after?exc={e}", bridge_close=1011, contained=e) for e in BASE_EXCEPTIONS),
 ]
+
+
+def server_pid(server: Server) -> int:
+    """The pid of the process that answers (the worker, under gunicorn)."""
+    return int(httpx.get(server.url + "/pid", timeout=10).text)
+
+
+def logged_exception(server: Server, exc: str, since: int) -> bool:
+    """Whether the server's output after offset ``since`` shows ``exc`` (a cancelled task: CancelledError)."""
+    name = "CancelledError" if exc == "cancelled-task" else exc
+    return name in server.output()[since:]
 
 
 def _normalise_ws(seen: WsSeen, port: int) -> WsSeen:
@@ -532,17 +587,24 @@ def test_websocket_same_as_granian(pool: Pool, name: str, case: WsCase) -> None:
     target = TARGETS[name]
     ref_server, server = reference(pool), bridged(pool, target)
     key = case.id
+    if case.contained is not None:
+        pids = (server_pid(ref_server), server_pid(server))
+        since = len(server.output())
     if key not in _WS_REFERENCE:
         _WS_REFERENCE[key] = _normalise_ws(case.run(ref_server), ref_server.port)
     ref = _WS_REFERENCE[key]
     got = _normalise_ws(case.run(server), server.port)
+    if case.contained is not None:
+        # Both log the app's exception and go on serving, from the same process.
+        assert wait_for(lambda: logged_exception(server, case.contained, since), 5), server.output()[since:]
+        assert logged_exception(ref_server, case.contained, 0), ref_server.output()
+        assert (server_pid(ref_server), server_pid(server)) == pids
 
     # Handshake denials: status and body.
-    if case.id == "error-before-accept":
-        # Granian rejects with 403 when the app raises before accepting; the bridge answers 500
-        # (issue 3) so the failure is visible, where the server lets it choose the status.
-        assert ref.denied == 403
-        assert got.denied == (500 if target.deny_extension else 403), got
+    if case.bridge_denied is not None:
+        granian, ours = case.bridge_denied
+        assert (ref.denied if isinstance(granian, int) else ref.error) == granian, ref
+        assert got.denied == (ours if target.deny_extension else 403), got
     elif ref.denied is not None:
         # daphne has no ``websocket.http.response`` extension: every denial is its plain 403.
         assert got.denied == (ref.denied if target.deny_extension else 403), got

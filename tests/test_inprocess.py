@@ -347,3 +347,35 @@ async def test_stream_send_type_errors_are_raised_by_the_call() -> None:
     out = await run_http(wrap(app), http_scope())
     assert seen == ["send_str takes str, not bytes", "send_bytes takes bytes, bytearray or memoryview, not str"]
     assert b"".join(m.get("body", b"") for m in out[1:]) == b"fine"
+
+
+def test_contain_tells_the_apps_exceptions_from_a_cancellation_of_its_task() -> None:
+    from rsgi_bridge.connection import contain
+
+    async def main() -> dict[str, bool]:
+        out = {name: contain(exc) for name, exc in [
+            ("ValueError", ValueError()), ("SystemExit", SystemExit(3)), ("KeyboardInterrupt", KeyboardInterrupt()),
+            ("GeneratorExit", GeneratorExit()), ("own CancelledError", asyncio.CancelledError()),
+        ]}  # fmt: skip
+
+        async def cancelled_meanwhile() -> bool:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError as exc:
+                return contain(exc)
+            return True
+
+        task = asyncio.ensure_future(cancelled_meanwhile())
+        await asyncio.sleep(0)
+        task.cancel()
+        out["task cancelled"] = await task
+        return out
+
+    assert asyncio.run(main()) == {
+        "ValueError": True,
+        "SystemExit": True,
+        "KeyboardInterrupt": True,
+        "GeneratorExit": False,
+        "own CancelledError": True,
+        "task cancelled": False,
+    }

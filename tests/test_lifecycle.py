@@ -265,15 +265,66 @@ def _second_signal(path: Path) -> Result:
         return out
 
 
-@scenario("test_without_lifespan_concurrent_first_requests_share_one_init_and_failure_is_retried")
-def _flaky_init(path: Path) -> Result:
-    with Server("daphne", f"{APP}:app", [], lifecycle_env(path, LIFECYCLE_INIT="flaky")) as s:
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            first = list(pool.map(lambda _: fetch(s.url + "/"), range(4)))
-        events_before = read_events(path)
-        later = fetch(s.url + "/")
-        s.signal(signal.SIGTERM)
-        return finish(s, path, first=first, later=later, events_before=events_before)
+# Servers without an ASGI lifespan: daphne has none, uvicorn runs with --lifespan off (with each of
+# its websocket implementations), hypercorn serves an app whose middleware refuses lifespan.
+NO_LIFESPAN: dict[str, tuple[str, str, list[str]]] = {
+    "daphne": ("daphne", "app", []),
+    "uvicorn-websockets": ("uvicorn", "app", ["--lifespan", "off", "--ws", "websockets"]),
+    "uvicorn-wsproto": ("uvicorn", "app", ["--lifespan", "off", "--ws", "wsproto"]),
+    "hypercorn": ("hypercorn", "no_lifespan", []),
+}
+
+
+def _ws_status(url: str) -> int | str:
+    """The HTTP status a refused websocket handshake got (or what happened instead)."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    try:
+        with connect(url, open_timeout=10):
+            return "accepted"
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+def _no_lifespan_server(name: str, path: Path, **env: str) -> Server:
+    kind, target, args = NO_LIFESPAN[name]
+    return Server(kind, f"{APP}:{target}", args, lifecycle_env(path, **env))
+
+
+def _failed_init(name: str) -> Callable[[Path], Result]:
+    def run(path: Path) -> Result:
+        with _no_lifespan_server(name, path, LIFECYCLE_INIT="spawn-raise") as s:
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                first = list(pool.map(lambda _: fetch(s.url + "/"), range(4)))
+            later = [fetch(s.url + "/") for _ in range(2)]
+            ws = _ws_status(s.ws_url + "/ws")
+            wait_for(lambda: "init-task-cancelled" in names(path), 5)
+            alive = s.proc is not None and s.proc.poll() is None
+            s.signal(signal.SIGTERM)
+            return finish(s, path, first=first, later=later, ws=ws, alive=alive)
+
+    return run
+
+
+def _late_init(name: str) -> Callable[[Path], Result]:
+    def run(path: Path) -> Result:
+        options = json.dumps({"startup_timeout": 0.5})
+        with _no_lifespan_server(name, path, LIFECYCLE_INIT="slow", LIFECYCLE_OPTIONS=options) as s:
+            first = fetch(s.url + "/")
+            wait_for(lambda: "init" in names(path), 10)  # init returned in its thread, late
+            time.sleep(0.2)
+            later = fetch(s.url + "/")
+            alive = s.proc is not None and s.proc.poll() is None
+            s.signal(signal.SIGTERM)
+            return finish(s, path, first=first, later=later, alive=alive)
+
+    return run
+
+
+for _name in NO_LIFESPAN:
+    scenario(f"test_without_lifespan_a_failed_init_is_final[{_name}]")(_failed_init(_name))
+    scenario(f"test_without_lifespan_a_timed_out_init_is_final[{_name}]")(_late_init(_name))
 
 
 @scenario("test_hybrid_asgi_app")
@@ -523,19 +574,43 @@ def test_second_signal_is_passed_on_at_once_and_del_still_runs(outcome: Result) 
     assert names_of(outcome) == ["init-start", "init", "never-start", "never-cancelled", "del-start", "del"]
 
 
-def test_without_lifespan_concurrent_first_requests_share_one_init_and_failure_is_retried(outcome: Result) -> None:
-    statuses = sorted(r.get("status") for r in outcome["first"])
-    # the first init attempt fails: that request gets 500; the next waiting request retries
-    # init, which succeeds, and every other request waited for it
-    assert statuses == [200, 200, 200, 500], outcome["first"]
-    failed = next(r for r in outcome["first"] if r["status"] == 500)
-    assert failed["headers"]["connection"] == "close"
-    assert all(r["text"].endswith(" True") for r in outcome["first"] if r["status"] == 200)
-    assert [n for n, _ in outcome["events_before"]] == ["init-start", "init-start", "init"]
-    assert outcome["later"]["status"] == 200
-    assert names_of(outcome) == ["init-start", "init-start", "init", "del-start", "del"]
-    assert "init fails the first time" in outcome["output"]
-    assert outcome["rc"] == 0
+@pytest.mark.parametrize("server", list(NO_LIFESPAN))
+def test_without_lifespan_a_failed_init_is_final(server: str, outcome: Result) -> None:
+    out = outcome["output"]
+    # one init attempt per process, shared by the concurrent first requests; never retried
+    assert names_of(outcome)[:1] == ["init-start"], out
+    assert names_of(outcome).count("init-start") == 1, out
+    # every request, concurrent or later, gets an empty 500; a websocket is refused
+    for r in outcome["first"] + outcome["later"]:
+        assert r.get("status") == 500, outcome
+        assert r["text"] == ""
+        assert r["headers"]["connection"] == "close"
+    assert outcome["ws"] == (403 if server == "daphne" else 500), outcome["ws"]  # daphne: its plain 403
+    # the reason, logged with every refused request
+    reason = "app not started (__rsgi_init__ failed (RuntimeError: init exploded after starting a task)"
+    assert out.count(reason) == 7, out
+    # the task init left on the serving loop was cancelled; no del for an init that failed
+    assert "init-task-cancelled" in names_of(outcome), out
+    assert "del-start" not in names_of(outcome)
+    assert outcome["alive"], out
+    assert outcome["rc"] is not None, out
+
+
+@pytest.mark.parametrize("server", list(NO_LIFESPAN))
+def test_without_lifespan_a_timed_out_init_is_final(server: str, outcome: Result) -> None:
+    out = outcome["output"]
+    assert outcome["first"].get("status") == 500, outcome
+    assert "did not finish within startup_timeout=0.5s" in out
+    # init returned later in its thread: not counted as started, no second init
+    assert "__rsgi_init__ returned after startup_timeout: not started" in out, out
+    assert outcome["later"].get("status") == 500, outcome
+    assert names_of(outcome).count("init-start") == 1, out
+    assert outcome["alive"], out
+    # what it opened is released: del runs once at shutdown (at interpreter exit here)
+    events = names_of(outcome)
+    assert events[:2] == ["init-start", "init"], out
+    assert events.count("del-start") == 1, out
+    assert events[-1].startswith("del"), out
 
 
 def test_hybrid_asgi_app(outcome: Result) -> None:
@@ -785,9 +860,7 @@ async def test_failed_init_reports_and_del_never_runs(bridge_log: pytest.LogCapt
     assert app.log == ["init"]  # no del for a failed init
 
 
-async def test_init_timeout_and_no_second_init_while_the_first_still_runs(
-    bridge_log: pytest.LogCaptureFixture,
-) -> None:
+async def test_init_timeout_is_final_and_a_late_init_gets_del(bridge_log: pytest.LogCaptureFixture) -> None:
     release = threading.Event()
     app = Recorder(init=lambda loop: release.wait(10))
     bridge = wrap(app, startup_timeout=0.2)
@@ -797,15 +870,50 @@ async def test_init_timeout_and_no_second_init_while_the_first_still_runs(
         assert "did not finish within startup_timeout=0.2s" in bridge_log.text
         second = await get(bridge)
         assert second[0]["status"] == 500
-        assert "earlier attempt that timed out is still running" in bridge_log.text
+        assert bridge_log.text.count("app not started (__rsgi_init__ failed (TimeoutError") == 2
         assert app.log == ["init"]  # not called a second time meanwhile
     finally:
         release.set()
-    await asyncio.sleep(0.05)
     assert wait_for(lambda: not any(t.is_alive() for t in bridge.lifecycle._init_threads), 5)
-    assert (await get(bridge))[0]["status"] == 200  # retried on the next request
-    assert app.log == ["init", "init", "request /"]
+    await asyncio.sleep(0.05)
+    assert "__rsgi_init__ returned after startup_timeout: not started" in bridge_log.text
+    assert (await get(bridge))[0]["status"] == 500  # a late init is not counted as started
+    assert app.log == ["init"]  # and init is never retried
+    assert bridge.lifecycle.state == "failed"
+    await bridge.lifecycle.shutdown()  # what the late init opened gets del, once
     await bridge.lifecycle.shutdown()
+    assert app.log == ["init", "del"]
+
+
+async def test_failed_init_is_final_and_what_it_started_is_cancelled(bridge_log: pytest.LogCaptureFixture) -> None:
+    seen: list[str] = []
+
+    async def left_behind() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    def init(loop: Any) -> None:
+        loop.create_task(left_behind())
+        loop.call_later(30, seen.append, "timer fired")
+        raise ValueError("no database")
+
+    app = Recorder(init=init)
+    bridge = wrap(app)
+    assert [(await get(bridge))[0]["status"] for _ in range(3)] == [500, 500, 500]
+    assert app.log == ["init"]  # once per process, not once per request
+    await asyncio.sleep(0.05)
+    assert seen == ["cancelled"]
+    assert "cancelled 2 task(s)/callback(s) the failed __rsgi_init__ left on the serving loop" in bridge_log.text
+    assert bridge_log.text.count("app not started (__rsgi_init__ failed (ValueError: no database)") == 3
+    # a lifespan startup after that is refused with the reason too
+    _, replies = await lifespan(bridge, "startup")
+    assert replies[0]["type"] == "lifespan.startup.failed"
+    assert "ValueError: no database" in replies[0]["message"]
+    await bridge.lifecycle.shutdown()
+    assert app.log == ["init"]  # no del for an init that raised
 
 
 async def test_del_timeout_and_failure_are_reported() -> None:

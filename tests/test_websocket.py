@@ -136,7 +136,22 @@ def test_scope(server: Server) -> None:
 
 @pytest.mark.parametrize(
     ("query", "status"),
-    [("403", 403), ("404", 404), ("1000", 403), ("none", 403), ("600", 403)],
+    [
+        ("403", 403),
+        ("404", 404),
+        ("301", 301),
+        ("1000", 403),
+        ("none", 403),
+        ("600", 403),
+        # no status that cannot end a refused handshake goes out: 1xx (Granian: 500) and 2xx
+        # (Granian passes them through, as if the handshake had succeeded) are refused with 500
+        ("100", 500),
+        ("101", 500),
+        ("199", 500),
+        ("200", 500),
+        ("204", 500),
+        ("299", 500),
+    ],
 )
 def test_close_before_accept_rejects(server: Server, query: str, status: int) -> None:
     assert rejected_status(server, f"/reject?status={query}") == status
@@ -168,8 +183,9 @@ def test_app_returning_without_close_closes_1000(server: Server) -> None:
         assert drain(ws) == (["hi"], 1000)
 
 
-def test_app_error_before_accept_is_500_and_logged(server: Server) -> None:
-    assert rejected_status(server, "/raise-before") == 500
+def test_app_error_before_accept_is_403_and_logged(server: Server) -> None:
+    # as Granian: an app that raises before accept is refused like one that returned
+    assert rejected_status(server, "/raise-before") == 403
     assert wait_for(lambda: "boom before accept" in server.output(), 5), server.output()
     assert "Exception in RSGI app while handling WEBSOCKET /raise-before" in server.output()
 
@@ -692,3 +708,40 @@ def test_shutdown_closes_open_websockets_quickly(kind: str) -> None:
         # daphne only sends 1000 and 3000-4999, so the bridge's 1012 goes out as 1000 there.
         assert info.value.rcvd is not None and info.value.rcvd.code == (1000 if kind == "daphne" else 1012)
         assert elapsed < 5
+
+
+def test_inprocess_app_cancelled_error_is_contained_but_a_real_cancellation_propagates() -> None:
+    """The app's own CancelledError is its failure (closed with 1011, the session ends normally);
+    the server cancelling the session's task (client gone, shutdown) still ends it as cancelled."""
+
+    async def main() -> tuple[bool, list[Any], bool, list[Any]]:
+        own = FakeServer()
+        own.incoming.put_nowait({"type": "websocket.connect"})
+
+        async def raises(scope: Any, proto: Any) -> None:
+            await proto.accept()
+            raise asyncio.CancelledError
+
+        task = own.run(raises)
+        await asyncio.wait_for(asyncio.shield(task), 5)  # returns: contained
+
+        cancelled = FakeServer()
+        cancelled.incoming.put_nowait({"type": "websocket.connect"})
+        accepted = asyncio.Event()
+
+        async def waits(scope: Any, proto: Any) -> None:
+            transport = await proto.accept()
+            accepted.set()
+            await transport.receive()
+
+        victim = cancelled.run(waits)
+        await asyncio.wait_for(accepted.wait(), 5)
+        victim.cancel()
+        await asyncio.wait([victim], timeout=5)
+        return task.cancelled(), own.sent, victim.cancelled(), cancelled.sent
+
+    own_cancelled, own_sent, victim_cancelled, victim_sent = asyncio.run(main())
+    assert not own_cancelled
+    assert own_sent == [{"type": "websocket.accept"}, {"type": "websocket.close", "code": 1011}]
+    assert victim_cancelled
+    assert victim_sent == [{"type": "websocket.accept"}]  # no close of its own: the server ends it

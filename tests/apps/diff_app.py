@@ -35,6 +35,26 @@ def _q(scope: Any) -> dict[str, str]:
     return dict(urllib.parse.parse_qsl(scope.query_string))
 
 
+# BaseExceptions an app may raise (``?exc=``): none of them may take the server down.
+BASE_EXCEPTIONS = ("SystemExit", "KeyboardInterrupt", "CancelledError", "cancelled-task")
+
+
+async def raise_base(kind: str) -> None:
+    """Raise the BaseException ``kind`` names, as an app would."""
+    if kind == "SystemExit":
+        raise SystemExit(3)
+    if kind == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    if kind == "CancelledError":
+        raise asyncio.CancelledError  # the app's own, not a cancellation of its task
+    if kind == "cancelled-task":  # awaiting a task that was cancelled: its CancelledError
+        task = asyncio.ensure_future(asyncio.sleep(30))
+        await asyncio.sleep(0)
+        task.cancel()
+        await task
+    raise ValueError(f"unknown exception kind {kind!r}")
+
+
 async def http(scope: Any, protocol: Any) -> None:
     path = scope.path
     q = _q(scope)
@@ -115,6 +135,10 @@ async def http(scope: Any, protocol: Any) -> None:
         protocol.response_file(200, [("x-never", "1")], os.path.join(DATA_DIR, "does-not-exist"))
     elif path == "/file-dir":
         protocol.response_file(200, [], DATA_DIR)
+    elif path == "/pid":
+        protocol.response_str(200, [], str(os.getpid()))
+    elif path == "/raise":
+        await raise_base(q["exc"])
     elif path == "/error":
         raise RuntimeError("boom")
     elif path == "/no-response":
@@ -171,6 +195,12 @@ async def websocket(scope: Any, protocol: Any) -> None:
     elif path == "/ws/return-open":
         transport = await protocol.accept()
         await transport.send_str("hi")
+    elif path == "/ws/raise-before":
+        await raise_base(q["exc"])
+    elif path == "/ws/raise-after":
+        transport = await protocol.accept()
+        await transport.send_str("about to fail")
+        await raise_base(q["exc"])
     elif path == "/ws/error-before":
         raise RuntimeError("boom before accept")
     elif path == "/ws/error-after":

@@ -4,7 +4,9 @@ Environment:
 - ``LIFECYCLE_FILE``: the file each event is appended to, one ``"<event> <pid>"`` line each.
 - ``LIFECYCLE_INIT`` / ``LIFECYCLE_DEL``: ``ok`` (default), ``raise``, ``hang`` (sleeps 30 s);
   ``LIFECYCLE_INIT=flaky`` takes 0.5 s and raises on the first call of each process, then
-  takes 0.5 s and succeeds.
+  takes 0.5 s and succeeds; ``LIFECYCLE_INIT=spawn-raise`` starts a task on the loop it was
+  given (it records ``init-task-cancelled`` when cancelled), then raises;
+  ``LIFECYCLE_INIT=slow`` sleeps 1.5 s, then succeeds.
 - ``LIFECYCLE_OPTIONS``: JSON keyword arguments for ``rsgi_bridge.wrap``.
 - ``LIFECYCLE_LOG``: when set, the ``rsgi_bridge`` logger prints INFO lines to stderr
   (uvicorn, hypercorn and daphne give it no handler of their own).
@@ -67,6 +69,17 @@ def _behave(mode: str, hook: str) -> None:
             raise RuntimeError(f"{hook} fails the first time")
     if mode == "hang":
         time.sleep(30)
+    if mode == "slow":
+        time.sleep(1.5)
+
+
+async def _init_task() -> None:
+    """A task a failing init leaves behind on the serving loop."""
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        record("init-task-cancelled")
+        raise
 
 
 class App:
@@ -78,6 +91,9 @@ class App:
 
     def __rsgi_init__(self, loop: Any) -> None:
         record("init-start")
+        if INIT == "spawn-raise":
+            self.task = loop.create_task(_init_task())
+            raise RuntimeError("init exploded after starting a task")
         _behave(INIT, "init")
         self.loop_id = loop.run_until_complete(_on_loop("init"))
         record("init")
@@ -180,5 +196,14 @@ class Hybrid:
 
 
 app = wrap(App(), **OPTIONS)
+
+
+async def no_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``app`` behind a middleware that refuses ASGI lifespan (hypercorn then serves without it)."""
+    if scope["type"] == "lifespan":
+        raise RuntimeError("this deployment has no lifespan")
+    await app(scope, receive, send)
+
+
 async_app = wrap(AsyncApp(), **OPTIONS)
 hybrid = wrap(Hybrid(), **OPTIONS)
