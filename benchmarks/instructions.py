@@ -68,12 +68,15 @@ def main(argv: list[str]) -> int:
     p.add_argument("-w", "--workloads", default="plain,echo", help="subset of micro.py's workloads")
     p.add_argument("-n", "--number", type=int, default=2000, help="requests in the shorter run (default 2000)")
     p.add_argument("--compare", action="append", default=[], metavar="DIR", help="another copy of rsgi_bridge")
+    p.add_argument("--no-native", action="store_true", help="count the bridge (and --compare copies) only")
     p.add_argument("--serve", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
         serve(args.serve, args.workloads, args.number)
         return 0
     variants = [("native", ""), ("bridged", "")] + [(Path(c).name, str(c)) for c in args.compare]
+    if args.no_native:
+        variants = variants[1:]
     print(f"{'workload':<14}" + "".join(f"{name:>16}" for name, _ in variants) + "   (instructions per request)")
     for workload in args.workloads.split(","):
         row = []
