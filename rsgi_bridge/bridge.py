@@ -201,7 +201,16 @@ def wrap(
     ``__rsgi_del__``. ``chunk_size``: bytes read per step of a file response.
     ``interface``: ``"auto"`` detects RSGI vs ASGI, ``"rsgi"``/``"asgi"`` force it.
     Timeouts accept ``None`` for no bound.
+
+    ``app`` may also be an import string, ``"module:attribute"`` (the attribute may be dotted),
+    naming the RSGI app; a bad one is a :class:`~rsgi_bridge.imports.TargetError` (a
+    ``ValueError``) naming the problem. That makes a server's app string enough, with no glue
+    module: ``gunicorn "rsgi_bridge:wrap('myproject.main:app')"``.
     """
+    if isinstance(app, str):
+        from .imports import load_target  # imports.py imports this module
+
+        app = load_target(app)
     return RSGIBridge(
         app,
         drain_timeout=drain_timeout,
