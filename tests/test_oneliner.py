@@ -7,14 +7,21 @@ takes two colons for ``mode:module:app``), started as a real server subprocess.
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import re
+import shlex
+import ssl
 import subprocess
+import time
 
 import httpx
 import pytest
 
 import rsgi_bridge
 from rsgi_bridge.imports import TargetError, parse_wrap_call
-from tests.servers import ROOT, Server, free_port, server_argv
+from tests.apps.eco.myproject.main import STREAM
+from tests.servers import PY, ROOT, Server, free_port, server_argv
 
 APP = "tests.apps.oneliner_app"
 
@@ -181,3 +188,107 @@ def test_other_attributes_of_the_package_are_unaffected() -> None:
     assert not hasattr(rsgi_bridge, "wrapper")
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         rsgi_bridge.nope  # type: ignore[attr-defined]  # noqa: B018
+
+
+# --- docs/deployment.md: every command on the page, run as written (host and port, key files swapped in) ---
+
+PAGE = ROOT / "docs" / "deployment.md"
+MARKER = re.compile(r"^<!-- not run: tests/test_oneliner\.py runs it as (\S+) -->$")
+ECO = ROOT / "tests" / "apps" / "eco"  # myproject.main: the app the pages name
+COMMANDS = {
+    "cmd_uvicorn",
+    "cmd_daphne",
+    "cmd_granian",
+    "cmd_gunicorn",
+    "cmd_hypercorn",
+    "cmd_tls",
+    "cmd_http2",
+    "cmd_limit_concurrency",
+}
+
+
+def page_commands() -> dict[str, str]:
+    lines = PAGE.read_text().splitlines()
+    found: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        m = MARKER.match(line.strip())
+        if m:
+            assert lines[i + 1] == "```bash" and lines[i + 3] == "```", f"deployment.md:{i + 2}: one command"
+            found[m.group(1)] = lines[i + 2]
+    return found
+
+
+BLOCKS = page_commands()
+
+
+def test_every_command_on_the_deployment_page_is_run() -> None:
+    assert set(BLOCKS) == COMMANDS
+    text = PAGE.read_text()
+    bash_blocks = text.count("```bash")
+    assert bash_blocks == len(COMMANDS)  # no command on the page goes untested
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("tls")
+    key, cert = d / "key.pem", d / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return {"key.pem": str(key), "cert.pem": str(cert)}
+
+
+def page_server(name: str, tls: dict[str, str] | None = None) -> Server:
+    """The page's command ``name`` as a :class:`Server` on a free port, run with this interpreter."""
+    port = free_port()
+    swap = {"8000": str(port), "8443": str(port), **(tls or {})}
+    argv = []
+    for token in shlex.split(BLOCKS[name]):
+        host, sep, p = token.rpartition(":")
+        argv.append(f"{host}:{swap[p]}" if sep and host == "127.0.0.1" else swap.get(token, token))
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(ECO), str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    s = Server("uvicorn", "unused", env=env, port=port)
+    s.kind, s.argv = argv[0], [PY, "-m", *argv]
+    return s
+
+
+@pytest.mark.parametrize("name", ["cmd_uvicorn", "cmd_daphne", "cmd_granian", "cmd_gunicorn", "cmd_hypercorn"])
+def test_the_one_liner_of_each_server(name: str) -> None:
+    with page_server(name) as s, httpx.Client(base_url=s.url, timeout=20) as c:
+        seen = c.get("/seen").json()
+        assert seen["client"].startswith("127.0.0.1:") and seen["scheme"] == "http"
+        assert c.get("/users/7").text == "user 7"
+        stream = c.get("/stream")
+        assert stream.content == STREAM and "content-length" not in stream.headers
+
+
+def test_tls_on_uvicorn(tls_files: dict[str, str]) -> None:
+    ctx = ssl.create_default_context(cafile=tls_files["cert.pem"])
+    with page_server("cmd_tls", tls_files) as s, httpx.Client(verify=ctx, timeout=20) as c:
+        seen = c.get(f"https://127.0.0.1:{s.port}/seen").json()
+    assert seen["scheme"] == "https"
+
+
+def test_http2_on_hypercorn(tls_files: dict[str, str]) -> None:
+    ctx = ssl.create_default_context(cafile=tls_files["cert.pem"])
+    with page_server("cmd_http2", tls_files) as s, httpx.Client(verify=ctx, http2=True, timeout=20) as c:
+        r = c.get(f"https://127.0.0.1:{s.port}/seen")
+        assert r.http_version == "HTTP/2"
+        assert r.json()["http_version"] == "2"
+        assert r.json()["scheme"] == "https"
+        assert c.get(f"https://127.0.0.1:{s.port}/stream").content == STREAM
+
+
+def test_limit_concurrency_on_uvicorn() -> None:
+    """``--limit-concurrency 2``: uvicorn counts open connections, the new one included."""
+    with page_server("cmd_limit_concurrency") as s:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(httpx.get, f"{s.url}/slow?s=3", timeout=20)
+            time.sleep(1)  # the slow request is being served
+            over = httpx.get(f"{s.url}/users/1", timeout=10)
+            assert over.status_code == 503
+            assert over.text == "Service Unavailable"  # uvicorn's own answer
+            assert slow.result().text == "slow done"
+        assert httpx.get(f"{s.url}/users/1", timeout=10).text == "user 1"  # below the limit again

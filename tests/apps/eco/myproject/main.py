@@ -2,7 +2,7 @@
 
 Routes: ``/plain``; ``/stream`` (``STREAM`` in ``CHUNKS`` pieces); ``/file`` (``FILE``);
 ``/seen`` (JSON: what the app saw: client, scheme, server, headers); ``/boom`` (raises before
-answering); ``/stream-boom`` (raises after its first chunk); ``/users/<id>``.
+answering); ``/stream-boom`` (raises after its first chunk); ``/slow?s=N``; ``/users/<id>``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ async def app(scope: Any, proto: Any) -> None:
         seen = {
             "client": scope.client,
             "scheme": scope.scheme,
+            "http_version": scope.http_version,
             "server": scope.server,
             "headers": {k: scope.headers.get_all(k) for k in scope.headers.keys()},  # noqa: SIM118
         }
@@ -48,6 +49,9 @@ async def app(scope: Any, proto: Any) -> None:
         transport = proto.response_stream(200, [("content-type", "text/plain")])
         await transport.send_bytes(b"first chunk\n")
         boom_handler()
+    elif path == "/slow":
+        await asyncio.sleep(float(scope.query_string.partition("=")[2] or 1))
+        proto.response_str(200, [("content-type", "text/plain")], "slow done")
     elif path.startswith("/users/"):
         proto.response_str(200, [("content-type", "text/plain")], f"user {path.rsplit('/', 1)[1]}")
     else:
