@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .bridge import RSGIBridge, detect_interface, wrap
 from .errors import ProtocolClosed, ProtocolError
 from .http import HTTPProtocol, StreamTransport
+from .imports import TargetError
 from .lifespan import HookLoop
 from .mount import lifespan_context
 from .scope import Headers, Scope
@@ -24,6 +25,7 @@ __all__ = [
     "RSGIBridge",
     "Scope",
     "StreamTransport",
+    "TargetError",
     "WebsocketMessage",
     "WebsocketMessageType",
     "WebsocketProtocol",

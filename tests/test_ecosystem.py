@@ -362,11 +362,3 @@ def test_correlation_id_reaches_the_app_and_the_bridge_log(recipes: dict[str, st
         line = f"ERROR [{boom_id}] rsgi_bridge: Exception in RSGI app while handling GET /boom"
         assert wait_for(lambda: line in s.output(), timeout=5), s.output()
     assert "INFO [-] rsgi_bridge: drain finished in" in s.output()  # a lifecycle line: no request, the default
-
-
-def test_pyproject_test_extra_has_the_ecosystem_packages() -> None:
-    import tomllib
-
-    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
-    names = {re.split(r"[<>=\[ ]", req, maxsplit=1)[0].lower() for req in extra}
-    assert {"sentry-sdk", "opentelemetry-sdk", "opentelemetry-instrumentation-asgi", "asgi-correlation-id"} <= names
