@@ -111,7 +111,8 @@ def parse_wrap_call(text: str) -> tuple[str, dict[str, Any]]:
     options: dict[str, Any] = {}
     try:
         node = ast.parse(call, mode="eval").body
-        assert isinstance(node, ast.Call)
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "f"):
+            raise TargetError(f"{text!r} must be one call: 'wrap(module:attribute, option=value, ...)'")
         args = [ast.literal_eval(a) for a in node.args]
         for kw in node.keywords:
             if kw.arg not in WRAP_OPTIONS:
@@ -150,8 +151,12 @@ def app_string_attribute(text: str) -> Any:
 
     try:
         target, options = parse_wrap_call(text)
-        return wrap(target, **options)
-    except (TargetError, TypeError, ValueError) as exc:
+        app = load_target(target)  # the module's own import errors keep their traceback
+    except TargetError as exc:
+        raise _fail(exc) from None
+    try:
+        return wrap(app, **options)
+    except (TypeError, ValueError) as exc:  # an option's value
         raise _fail(exc) from None
 
 

@@ -14,6 +14,7 @@ import shlex
 import ssl
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -177,7 +178,17 @@ def test_parse_wrap_call(text: str, expected: tuple[str, dict[str, object]]) -> 
 
 @pytest.mark.parametrize(
     "text",
-    ["wrap(a:b, **x)", "wrap(a:b, 5)", "wrap()", "wrap(a:b, chunk_size=1+1)", "wrap(a:b, x=print('x'))", "nope(a:b)"],
+    [
+        "wrap(a:b, **x)",
+        "wrap(a:b, 5)",
+        "wrap()",
+        "wrap(a:b, chunk_size=1+1)",
+        "wrap(a:b, x=print('x'))",
+        "nope(a:b)",
+        "wrap('a:b', drain_timeout=1) + wrap('c:d')",
+        "wrap('a:b')('c')",
+        "wrap(a:b, interface=('rsgi'))('x')",
+    ],
 )
 def test_parse_wrap_call_reads_literals_only(text: str) -> None:
     with pytest.raises(TargetError):
@@ -292,3 +303,14 @@ def test_limit_concurrency_on_uvicorn() -> None:
             assert over.text == "Service Unavailable"  # uvicorn's own answer
             assert slow.result().text == "slow done"
         assert httpx.get(f"{s.url}/users/1", timeout=10).text == "user 1"  # below the limit again
+
+
+def test_a_failing_app_module_keeps_its_traceback(tmp_path: Path) -> None:
+    """Only a bad app string is one line: an error raised by the app's own module is shown in full."""
+    (tmp_path / "failing_mod_xyz.py").write_text("def setup():\n    raise ValueError('module-level bug')\n\nsetup()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    argv = server_argv("uvicorn", "rsgi_bridge:wrap(failing_mod_xyz:app)", free_port())
+    r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30, env=env)
+    assert r.returncode != 0
+    assert "Traceback" in r.stderr and "in setup" in r.stderr
+    assert "ValueError: module-level bug" in r.stderr
