@@ -219,9 +219,17 @@ def test_uvicorn_proxy_headers_flag(recipes: dict[str, str]) -> None:
     assert seen["scheme"] == "https"
 
 
-@pytest.mark.parametrize("kind", ["uvicorn", "hypercorn"])
-def test_proxy_headers_middleware(kind: str, recipes: dict[str, str]) -> None:
-    with serve(kind, "recipe_proxy_headers:app", recipes) as s:
+def test_uvicorn_without_proxy_headers_gives_the_peer(recipes: dict[str, str]) -> None:
+    """The control for the tests around it: the headers alone change nothing."""
+    with serve("uvicorn", "rsgi_bridge:wrap(myproject.main:app)", recipes, ("--no-proxy-headers",)) as s:
+        seen = seen_behind_proxy(s)
+    assert seen["client"].startswith("127.0.0.1:") and seen["scheme"] == "http"
+
+
+# uvicorn's own switch is off here, so what is seen is the middleware's doing.
+@pytest.mark.parametrize(("kind", "extra"), [("uvicorn", ("--no-proxy-headers",)), ("hypercorn", ())])
+def test_proxy_headers_middleware(kind: str, extra: tuple[str, ...], recipes: dict[str, str]) -> None:
+    with serve(kind, "recipe_proxy_headers:app", recipes, extra) as s:
         seen = seen_behind_proxy(s)
     assert seen["client"] == "203.0.113.7:0"
     assert seen["scheme"] == "https"
