@@ -6,6 +6,6 @@ import ast
 import os
 
 from .bridge import wrap
-from .cli import ENV_OPTIONS, ENV_TARGET, load_target
+from .cli import ENV_OPTIONS, ENV_TARGET
 
-app = wrap(load_target(os.environ[ENV_TARGET]), **ast.literal_eval(os.environ.get(ENV_OPTIONS, "{}")))
+app = wrap(os.environ[ENV_TARGET], **ast.literal_eval(os.environ.get(ENV_OPTIONS, "{}")))

@@ -182,7 +182,16 @@ def wrap(
     ``header_decoding``: ``"granian"`` leaves request header values that are not visible ASCII
     out of ``scope.headers``, as Granian does; ``"latin-1"`` shows them decoded as latin-1.
     Timeouts accept ``None`` for no bound.
+
+    ``app`` may also be an import string, ``"module:attribute"`` (the attribute may be dotted),
+    naming the RSGI app; a bad one is a :class:`~rsgi_bridge.imports.TargetError` (a
+    ``ValueError``) naming the problem. That makes a server's app string enough, with no glue
+    module: ``gunicorn "rsgi_bridge:wrap('myproject.main:app')"``.
     """
+    if isinstance(app, str):
+        from .imports import load_target  # imports.py imports this module
+
+        app = load_target(app)
     return RSGIBridge(
         app,
         drain_timeout=drain_timeout,

@@ -3,51 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .bridge import detect_interface
+from .imports import TargetError, load_target
 
-__all__ = ["load_target", "main"]
+__all__ = ["TargetError", "load_target", "main"]
 
 ENV_TARGET = "RSGI_BRIDGE_APP"
 ENV_OPTIONS = "RSGI_BRIDGE_OPTIONS"
-
-
-class TargetError(Exception):
-    """The import string does not name an RSGI application."""
-
-
-def load_target(spec: str) -> Any:
-    """Import ``module:attribute`` (attribute may be dotted) and check it is an RSGI app."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise TargetError(f"import string {spec!r} must be in the form 'module:attribute'")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise TargetError(f"could not import module {module_name!r}: {exc}") from exc
-        raise
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise TargetError(f"attribute {attr!r} not found in module {module_name!r}") from None
-    try:
-        kind = detect_interface(obj)
-    except TypeError as exc:
-        raise TargetError(str(exc)) from None
-    if kind != "rsgi" and not (hasattr(obj, "__rsgi_init__") or hasattr(obj, "__rsgi_del__")):
-        raise TargetError(f"{spec!r} is an ASGI application, not an RSGI one: serve it with an ASGI server directly")
-    return obj
 
 
 def _parser() -> argparse.ArgumentParser:

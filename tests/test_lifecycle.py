@@ -748,9 +748,11 @@ def bridge_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 
 def test_wrap_refuses_what_is_neither_rsgi_nor_asgi() -> None:
-    for bad in (42, "app", object(), lambda: None, lambda a, b, c, d: None):
+    for bad in (42, object(), lambda: None, lambda a, b, c, d: None):
         with pytest.raises(TypeError, match=r"neither an RSGI nor an ASGI|takes"):
             wrap(bad)
+    with pytest.raises(ValueError, match="must be in the form 'module:attribute'"):  # a str is an import string
+        wrap("app")
     from tests.apps.lifecycle_app import App, Hybrid
 
     assert rsgi_bridge.detect_interface(App()) == "rsgi"
