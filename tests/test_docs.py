@@ -7,6 +7,8 @@ The convention (docs/development.md, "Code examples are tested"): the line befor
 - ``<!-- run pytest -->``: the block is a test module (named by a first line ``# name.py``); pytest
   runs it in an empty directory and every test must pass (no test collected is a failure).
 - ``with="..."``: code run before the block (what the page assumes already exists);
+  ``then="..."``: code run after it, which uses what the block built (``tests/docs/doccheck.py``
+  has helpers that serve an app the block made); statements are separated by ``; ``;
   ``group="name"``: the ``run pytest`` blocks of a page with the same group go into one directory
   (a ``conftest.py`` and the tests that use it); ``args="..."``: extra pytest arguments.
 - ``<!-- not run: reason -->``: the block is not executed, for the reason given.
@@ -42,7 +44,7 @@ PYTHON_LANGS = {"python", "py"}
 MARK = re.compile(r"^<!--\s*(run|not run)\b(.*?)-->\s*$")
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)(.*)$")
 ATTR = re.compile(r'(\w+)="([^"]*)"')
-ATTRS = {"with", "group", "args"}
+ATTRS = {"with", "then", "group", "args"}
 
 
 @dataclass
@@ -164,7 +166,8 @@ def run(argv: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> 
 
 def source(block: Block) -> str:
     setup = block.attrs.get("with", "").replace("; ", "\n")
-    return f"{setup}\n{block.code}" if setup else block.code
+    check = block.attrs.get("then", "").replace("; ", "\n")
+    return f"{setup}\n{block.code}\n{check}\n" if setup or check else block.code
 
 
 def prepare(group: list[Block], where: Path) -> list[str]:
@@ -183,12 +186,18 @@ def prepare(group: list[Block], where: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
-    """Every example started at once (each in its own directory and interpreter), awaited by its test."""
+def results(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
+    """The selected examples started at once (each in its own directory and interpreter), awaited by their tests."""
+    selected = [
+        item.callspec.params["group"]
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.originalname == "test_example_runs"
+    ]
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {}
-        for case in cases():
-            group = case.values[0]
+        for group in selected:
             where = tmp_path_factory.mktemp("example")
             argv = prepare(group, where)
             futures[group[0].where] = pool.submit(run, argv, where, {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
