@@ -227,7 +227,7 @@ class Exchange:
 
     async def _deliver_plain(self, r: Response) -> None:
         status = r.status
-        if not self._startable(status):
+        if not 200 <= status <= 599 and not self._startable(status):
             await self._answer_500()
             return
         head = r.head
