@@ -15,6 +15,7 @@ temporary directory at test time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -52,7 +53,7 @@ def _exc(exc: BaseException) -> str:
     return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
-async def http(scope: Any, protocol: Any) -> None:  # noqa: C901
+async def http(scope: Any, protocol: Any) -> None:
     path = scope.path
     q = _q(scope)
     key = q.get("key", "")
@@ -122,10 +123,8 @@ async def http(scope: Any, protocol: Any) -> None:  # noqa: C901
         task = asyncio.ensure_future(after())
         await asyncio.sleep(0.01)
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
         _record(key, {"took": time.monotonic() - t0})
     # -- 4: a server send error stays out of the app ------------------------------------------
     elif path == "/wrong-length":
@@ -300,13 +299,14 @@ async def app(scope: Any, protocol: Any) -> None:
         await http(scope, protocol)
 
 
-asgi = wrap(app)
+bridged = wrap(app)
 
 
 class _Latin1:
     """``wrap(app, header_decoding="latin-1")``; on a bridge without the option, a 500 saying so."""
 
     def __init__(self) -> None:
+        self.error = ""
         try:
             self.inner: Any = wrap(app, header_decoding="latin-1")  # type: ignore[call-arg]
         except TypeError as exc:
@@ -317,17 +317,45 @@ class _Latin1:
         if self.inner is not None:
             await self.inner(scope, receive, send)
             return
-        if scope["type"] == "lifespan":
-            await receive()
-            await send({"type": "lifespan.startup.complete"})
-            await receive()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
         await send({"type": "http.response.start", "status": 500, "headers": [(b"x-error", b"no header_decoding")]})
         await send({"type": "http.response.body", "body": self.error.encode()})
 
 
 latin1 = _Latin1()
+
+
+async def _raw_asgi(rel: str, scope: dict[str, Any], send: Any) -> None:
+    """Plain ASGI answers (no bridge): what the server itself does, to tell its part from the bridge's."""
+    if rel == "/asgi/method":
+        # the method exactly as the server puts it in the ASGI scope
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["method"].encode()})
+    else:  # /asgi/no-length: a response without content-length and an empty body
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-e", b"1")]})
+        await send({"type": "http.response.body", "body": b""})
+
+
+class Dispatch:
+    """The bridged app; ``/latin1/...`` goes to ``latin1``, ``/asgi/...`` to plain ASGI answers.
+
+    ``send`` is handed on untouched (the bridged app sees the server's own ``send``).
+    """
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            root = scope.get("root_path", "")
+            path = scope["path"]
+            rel = path[len(root) :] if root and path.startswith(root) else path
+            if rel.startswith("/asgi/"):
+                await _raw_asgi(rel, scope, send)
+                return
+            if rel.startswith("/latin1/"):
+                await latin1({**scope, "root_path": root + "/latin1"}, receive, send)
+                return
+        await bridged(scope, receive, send)
+
+
+asgi = Dispatch()
 
 
 def _gzip_app() -> Any:
