@@ -301,12 +301,18 @@ def test_4_send_error_does_not_reach_the_app(side: Side, ref: Side, says: str) -
 # -- 5: a departed client is noticed without the body being read -------------------------------
 
 
-def _leave_after(side: Side, path: str, nbytes: int) -> None:
+def _leave_after(side: Side, path: str, nbytes: int, limit: float = 2.0) -> None:
+    """POST ``path`` with a body the app never reads; leave after ``nbytes`` (or ``limit`` s)."""
     with socket.create_connection(("127.0.0.1", side.port), timeout=10) as s:
-        s.sendall(req("GET", side.prefix + path, close=False))
+        s.sendall(req("POST", side.prefix + path, body=b"an unread request body", close=False))
         got = 0
-        while got < nbytes:
-            data = s.recv(4096)
+        deadline = time.monotonic() + limit
+        while got < nbytes and time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = s.recv(4096)
+            except TimeoutError:
+                break
             if not data:
                 break
             got += len(data)
