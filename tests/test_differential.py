@@ -432,6 +432,8 @@ GRANIAN_H2_DEFECTS: dict[str, Callable[[Seen], bool]] = {
     # HEAD: Granian sends the body anyway; the h2 client rejects the stream.
     "head-str": lambda seen: seen.error in ("LocalProtocolError", "InvalidBodyLengthError"),
     "head-file": lambda seen: seen.error in ("LocalProtocolError", "InvalidBodyLengthError"),
+    "head-bytes": lambda seen: seen.error in ("LocalProtocolError", "InvalidBodyLengthError"),
+    "head-stream": lambda seen: seen.error in ("LocalProtocolError", "InvalidBodyLengthError"),
     # A 1xx status as the response: on HTTP/1.1 Granian answers 500, on HTTP/2 it sends the
     # interim status and then data, which the h2 client rejects.
     "status-150": lambda seen: seen.error == "LocalProtocolError",
