@@ -382,11 +382,15 @@ def _head_then_get(side: Side, path: str) -> tuple[Raw, bytes, Raw]:
         s.settimeout(10)
         s.sendall(req("GET", side.prefix + "/small"))
         after = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            after += chunk
+        deadline = time.monotonic() + 10
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while len(after) < 1 << 20 and time.monotonic() < deadline:  # bounded: a desynced
+                chunk = s.recv(65536)  # connection may carry a whole file body
+                if not chunk:
+                    break
+                after += chunk
+    if extra:
+        return head, extra, Raw(0, [], b"", b"")
     return head, extra, parse(after)
 
 
