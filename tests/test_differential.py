@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.sync.client import connect
 
 from tests.apps.diff_app import BASE_EXCEPTIONS, FILE
+from tests.rawhttp import parse, raw_exchange, req
 from tests.servers import Server, wait_for
 
 FILE_BYTES = open(FILE, "rb").read()  # noqa: SIM115
@@ -240,6 +241,23 @@ CASES = [
     Case("after-response", "GET", "/after-response?t=0.05"),
     Case("header-crlf", "GET", "/header-crlf"),
     Case("not-found", "GET", "/nope"),
+    # issue 12
+    Case("scope-utf8-header", "GET", "/scope", headers=[("x-utf8", "café".encode()), ("x-ok", "1")], json_body=True),
+    Case("head-empty", "HEAD", "/empty"),
+    Case("head-str-empty", "HEAD", "/str-empty"),
+    Case("head-bytes", "HEAD", "/bytes"),
+    Case("head-stream", "HEAD", "/stream"),
+    Case("te-chunked-bytes", "GET", "/te-chunked"),
+    Case("te-chunked-stream", "GET", "/te-chunked?kind=stream"),
+    Case("two-lengths", "GET", "/two-lengths"),
+    Case("bad-length-abc", "GET", "/bad-length?value=abc"),
+    Case("bad-length-negative", "GET", "/bad-length?value=-1"),
+    Case("bad-length-spaces", "GET", "/bad-length?value=%205%20"),
+    Case("namedtuple-headers", "GET", "/namedtuple-headers"),
+    Case("child-bytes", "GET", "/child"),
+    Case("child-file", "GET", "/child?kind=file"),
+    Case("child-stream", "GET", "/child?kind=stream"),
+    Case("body-after-stream", "POST", "/body-after-stream", body=b"late body"),
 ]
 
 
@@ -298,17 +316,22 @@ def _file_directory(target: Target, ref: Seen, got: Seen) -> bool:
     return True
 
 
-def _non_ascii_request_header(target: Target, ref: Seen, got: Seen) -> bool:
-    # Granian leaves request header values that are not visible ASCII out of scope.headers; the
-    # bridge decodes them as latin-1 (the ASGI/WSGI convention, lossless).
-    r, g = json.loads(ref.body), json.loads(got.body)
-    assert ["x-ok", "1"] in r["headers_items"] and not any(n == "x-latin" for n, _ in r["headers_items"])
-    assert ["x-latin", "café"] in g["headers_items"]
-    for d in (r, g):
-        d["headers_items"] = [p for p in d["headers_items"] if p[0] != "x-latin"]
-        d["headers_keys"] = [k for k in d["headers_keys"] if k != "x-latin"]
-        d["headers_values"] = [v for v in d["headers_values"] if v != "café"]
-    _compare_scope(target, r, g)
+def _two_lengths(target: Target, ref: Seen, got: Seen) -> bool:
+    # Granian sends only the first of two content-length values; the bridge sends the same, or
+    # refuses the response with a clean 500 (issue 12 leaves it the choice). Never both values.
+    assert ref.status == 200 and [v for n, v in ref.headers if n == "content-length"] == ["5"], ref
+    assert len([n for n, _ in got.headers if n == "content-length"]) <= 1, got
+    if got.status == 500:
+        _empty_500(got)
+        return True
+    return False
+
+
+def _bad_length(target: Target, ref: Seen, got: Seen) -> bool:
+    # Granian puts an invalid content-length (abc, -1, " 5 ") on the wire verbatim; the bridge
+    # refuses it before the server sees it: a clean, logged 500 (issue 12), on every server.
+    assert ref.status == 200 or ref.error is not None, ref
+    _empty_500(got)
     return True
 
 
@@ -321,7 +344,10 @@ DIFFERENCES: dict[str, Callable[[Target, Seen, Seen], bool]] = {
     "stream-error": _stream_error,
     "header-crlf": _header_crlf,
     "file-directory": _file_directory,
-    "scope-non-ascii-header": _non_ascii_request_header,
+    "two-lengths": _two_lengths,
+    "bad-length-abc": _bad_length,
+    "bad-length-negative": _bad_length,
+    "bad-length-spaces": _bad_length,
 }
 
 
@@ -387,6 +413,8 @@ def comparable_headers(seen: Seen, other: Seen, case: Case) -> list[tuple[str, s
 
 
 def assert_same(target: Target, case: Case, ref: Seen, got: Seen) -> None:
+    # RFC 9112 6.3: never a content-length next to transfer-encoding (issue 12, item 7)
+    assert not (got.chunked() and "content-length" in got.header_names()), got.headers
     if case.id in DIFFERENCES and DIFFERENCES[case.id](target, ref, got):
         return
     assert got.http_version == ref.http_version, (ref, got)
@@ -404,6 +432,8 @@ GRANIAN_H2_DEFECTS: dict[str, Callable[[Seen], bool]] = {
     # HEAD: Granian sends the body anyway; the h2 client rejects the stream.
     "head-str": lambda seen: seen.error in ("LocalProtocolError", "InvalidBodyLengthError"),
     "head-file": lambda seen: seen.error in ("LocalProtocolError", "InvalidBodyLengthError"),
+    "head-bytes": lambda seen: seen.error in ("LocalProtocolError", "InvalidBodyLengthError"),
+    "head-stream": lambda seen: seen.error in ("LocalProtocolError", "InvalidBodyLengthError"),
     # A 1xx status as the response: on HTTP/1.1 Granian answers 500, on HTTP/2 it sends the
     # interim status and then data, which the h2 client rejects.
     "status-150": lambda seen: seen.error == "LocalProtocolError",
@@ -687,3 +717,27 @@ def test_h2c_prior_knowledge(pool: Pool, name: str) -> None:
         else:
             with pytest.raises(httpx.HTTPError):
                 c.get("/scope")
+
+
+# -- the request method as sent (raw sockets: httpx upper-cases methods) -------------------------
+
+# Servers that upper-case the method in the ASGI scope themselves: there the app sees it upper-cased.
+UPPER_CASING_SERVERS = {"hypercorn": "hypercorn.protocol.h11 upper-cases request.method"}
+
+
+@pytest.mark.parametrize("method", ["PaTcH", "get", "Post"])
+@pytest.mark.parametrize("name", H1_TARGETS)
+def test_method_case_same_as_granian(pool: Pool, name: str, method: str) -> None:
+    """Granian passes the method as sent (``scope.method == "PaTcH"``); so does the bridge."""
+    target = TARGETS[name]
+    ref = parse(raw_exchange(reference(pool).port, req(method, "/scope")))
+    got = parse(raw_exchange(bridged(pool, target).port, req(method, "/scope")))
+    assert ref.status == 200 and json.loads(ref.body)["method"] == method, ref
+    if target.kind in ("uvicorn", "gunicorn") and "h11" not in target.args:
+        # httptools (uvicorn's default parser) refuses a method that is not upper-case: the app is
+        # never called. (uvicorn --http h11 accepts it.)
+        assert (got.status, got.body) == (400, b"Invalid HTTP request received."), got
+        return
+    assert got.status == 200, got
+    expected = method.upper() if target.kind in UPPER_CASING_SERVERS else method
+    assert json.loads(got.body)["method"] == expected

@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import urllib.parse
+from collections import namedtuple
 from typing import Any
 
 from rsgi_bridge import wrap
@@ -29,6 +30,7 @@ from tests.apps.http_app import DATA_DIR, FILE, dump_scope
 __all__ = ["FILE", "app", "asgi", "hooked", "hooked_asgi", "traced"]
 
 JSON = [("content-type", "application/json")]
+Pair = namedtuple("Pair", ["name", "value"])  # header pairs as a namedtuple (Granian takes them)
 
 
 def _q(scope: Any) -> dict[str, str]:
@@ -95,6 +97,38 @@ async def http(scope: Any, protocol: Any) -> None:
         protocol.response_bytes(200, [("x-e", "€"), ("x-u", "ü"), ("x-mixed", "a é b")], b"ok")
     elif path == "/own-length":
         protocol.response_bytes(200, [("content-length", "5")], b"12345")
+    elif path == "/te-chunked":
+        headers = [("transfer-encoding", "chunked"), ("content-type", "text/plain")]
+        if q.get("kind") == "stream":
+            transport = protocol.response_stream(200, headers)
+            await transport.send_bytes(b"hello ")
+            await transport.send_bytes(b"chunked")
+        else:
+            protocol.response_bytes(200, headers, b"hello chunked")
+    elif path == "/two-lengths":
+        protocol.response_bytes(200, [("content-length", q.get("first", "5")), ("content-length", "7")], b"12345")
+    elif path == "/bad-length":
+        protocol.response_bytes(200, [("content-length", q["value"])], b"12345")
+    elif path == "/namedtuple-headers":
+        protocol.response_bytes(200, [Pair("x-a", "1"), Pair("x-b", "2")], b"ok")
+    elif path == "/child":
+        kind = q.get("kind", "bytes")
+
+        async def child() -> None:
+            await asyncio.sleep(0.01)
+            if kind == "file":
+                protocol.response_file(200, [("content-type", "application/octet-stream")], FILE)
+            elif kind == "stream":
+                transport = protocol.response_stream(200, [("x-from", "child")])
+                await transport.send_str("streamed from the child task")
+            else:
+                protocol.response_bytes(200, [("x-from", "child")], b"from the child task")
+
+        await asyncio.create_task(child())
+    elif path == "/body-after-stream":
+        transport = protocol.response_stream(200, [("x-s", "1")])
+        body = await protocol()
+        await transport.send_bytes(b"read after responding: " + body)
     elif path == "/echo":
         body = await protocol()
         protocol.response_bytes(200, [("x-len", str(len(body)))], body)
