@@ -82,13 +82,14 @@ class Headers:
                     yield v
 
     def get(self, key: str, default: Any = None) -> Any:
-        """First value of ``key``, or ``default``."""
+        """First value of ``key``, or ``default`` (also when that value is hidden, as Granian)."""
         k = self._key(key)
         for name, value in self._raw:
             if name == k:
-                v = value.decode("latin-1") if self._latin1 else _visible(value)
-                if v is not None:
-                    return v
+                if self._latin1:
+                    return value.decode("latin-1")
+                v = _visible(value)
+                return default if v is None else v
         return default
 
     def get_all(self, key: str) -> list[str]:
@@ -100,16 +101,21 @@ class Headers:
         return list(dict.fromkeys(n.decode("latin-1") for n, _ in self._raw))
 
     def values(self) -> list[str]:
-        """Every value, repeated names included."""
+        """Every value, repeated names included, in the order of :meth:`items`."""
         return [v for _, v in self.items()]
 
     def items(self) -> list[tuple[str, str]]:
-        """Every ``(name, value)`` pair, repeated names included."""
-        if self._latin1:
-            return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw]
+        """Every ``(name, value)`` pair: as Granian, a repeated name's values together, names in first-seen order."""
+        raw = self._raw
+        decode = _latin1 if self._latin1 else _visible
+        if len({n for n, _ in raw}) < len(raw):  # a repeated name: group its values
+            grouped: dict[bytes, list[bytes]] = {}
+            for n, v in raw:
+                grouped.setdefault(n, []).append(v)
+            raw = [(n, v) for n, vs in grouped.items() for v in vs]
         out = []
-        for n, v in self._raw:
-            s = _visible(v)
+        for n, v in raw:
+            s = decode(v)
             if s is not None:
                 out.append((n.decode("latin-1"), s))
         return out

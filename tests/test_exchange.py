@@ -285,17 +285,38 @@ def test_3_app_timeout_after_response_file_does_not_cut_it(
 # -- 4: a server send error stays out of the app ----------------------------------------------
 
 
-@pytest.mark.parametrize("says", ["10", "2"])
-def test_4_send_error_does_not_reach_the_app(side: Side, ref: Side, says: str) -> None:
+def test_4_send_error_does_not_reach_the_app(side: Side, ref: Side) -> None:
+    # A stream that promised 10 bytes and sent 3: the servers refuse its end (h11: "Too little data
+    # for declared Content-Length"). That error ends the exchange, logged; the app's handler and
+    # its background work never see it, as on Granian (which sends the short body as it is).
     seen = []
     for s_ in (ref, side):
         k = key()
-        s_.raw(req("GET", s_.prefix + f"/wrong-length?key={k}&says={says}"), timeout=2)
+        s_.raw(req("GET", s_.prefix + f"/wrong-length-stream?key={k}&says=10"), timeout=2)
         seen.append(s_.state(k, timeout=5))
         # the exchange ended; the server serves on
         assert httpx.get(s_.url("/small"), timeout=5).content == b"small"
     assert seen[0] == ["handler done", "background done"]
     assert seen[1] == seen[0]
+
+
+@pytest.mark.parametrize("says", ["10", "2"])
+def test_4_wrong_content_length_is_refused_at_the_call(side: Side, ref: Side, says: str) -> None:
+    # Granian sends content-length 10 with a 3-byte body (a broken response the client waits on);
+    # the bridge refuses it where the app set it: ValueError naming the problem, a clean 500
+    # (deliberate difference, docs/migrating.md). The app's other work goes on.
+    k = key()
+    ref.raw(req("GET", ref.prefix + f"/wrong-length?key={k}&says={says}"), timeout=2)
+    assert ref.state(k, timeout=5) == ["handler done", "background done"]
+    k = key()
+    out = side.raw(req("GET", side.prefix + f"/wrong-length?key={k}&says={says}"), timeout=5)
+    assert out.startswith(b"HTTP/1.1 500"), out
+    assert side.state(k, timeout=5) == [
+        f"refused: content-length {says} does not match the body's 3 bytes",
+        "handler done",
+        "background done",
+    ]
+    assert httpx.get(side.url("/small"), timeout=5).content == b"small"
 
 
 # -- 5: a departed client is noticed without the body being read -------------------------------
@@ -600,4 +621,5 @@ def test_13_latin1_opt_in(side: Side) -> None:
     assert r.status == 200, r
     got = json.loads(r.body)
     assert got["get"] == "caf\xc3\xa9"  # the UTF-8 bytes of "é", decoded as latin-1
-    assert got["items"] == [["x-v", "caf\xc3\xa9"], ["x-w", "ok"], ["x-v", "plain"]]
+    # the values of a repeated name together, as Granian's items() gives them
+    assert got["items"] == [["x-v", "caf\xc3\xa9"], ["x-v", "plain"], ["x-w", "ok"]]

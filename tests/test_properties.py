@@ -108,8 +108,13 @@ VISIBLE = re.compile(rb"[\t\x20-\x7e]*")
 
 
 def shown_pairs(raw: list[tuple[bytes, bytes]], latin1: bool) -> list[tuple[str, str]]:
-    """The (name, value) pairs RSGI headers show: Granian leaves out values that are not visible ASCII."""
-    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw if latin1 or VISIBLE.fullmatch(v)]
+    """The (name, value) pairs RSGI headers show, as Granian: a repeated name's values together (names in
+    first-seen order), values that are not visible ASCII left out."""
+    grouped: dict[bytes, list[bytes]] = {}
+    for n, v in raw:
+        grouped.setdefault(n, []).append(v)
+    pairs = [(n, v) for n, vs in grouped.items() for v in vs]
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in pairs if latin1 or VISIBLE.fullmatch(v)]
 
 
 def check_headers(h: Any, raw: list[tuple[bytes, bytes]], latin1: bool = False) -> None:
@@ -123,7 +128,8 @@ def check_headers(h: Any, raw: list[tuple[bytes, bytes]], latin1: bool = False) 
     for name in names:
         values = [v for n, v in pairs if n == name]
         assert h.get_all(name) == values
-        if values:
+        first = next(v for n, v in raw if n.decode("latin-1") == name)
+        if latin1 or VISIBLE.fullmatch(first):  # get(): the first value, unless it is hidden (as Granian)
             assert h.get(name) == values[0] and h[name] == values[0]
         else:
             assert h.get(name, "dflt") == "dflt"
@@ -148,8 +154,11 @@ def check_scope(s: Scope, asgi: dict[str, Any]) -> None:
         assert s.authority is None
     else:
         # HTTP/2 and 3: the host header (ASGI servers turn :authority into it), else :authority
-        host = [v for n, v in shown_pairs(asgi["headers"], False) if n == "host"]
-        auth = [v for n, v in shown_pairs(asgi["headers"], False) if n == ":authority"]
+        # get() semantics: the first value of the name, unless that one is hidden
+        host = [v.decode("latin-1") for n, v in asgi["headers"] if n == b"host"][:1]
+        auth = [v.decode("latin-1") for n, v in asgi["headers"] if n == b":authority"][:1]
+        host = [v for v in host if VISIBLE.fullmatch(v.encode("latin-1"))]
+        auth = [v for v in auth if VISIBLE.fullmatch(v.encode("latin-1"))]
         assert s.authority == ((host[0] if host else None) or (auth[0] if auth else None))
     assert isinstance(repr(s), str)
 

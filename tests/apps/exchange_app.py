@@ -127,9 +127,17 @@ async def http(scope: Any, protocol: Any) -> None:
             await task
         _record(key, {"took": time.monotonic() - t0})
     # -- 4: a server send error stays out of the app ------------------------------------------
-    elif path == "/wrong-length":
-        protocol.response_bytes(200, [("content-length", q.get("says", "10"))], b"abc")
+    elif path in ("/wrong-length", "/wrong-length-stream"):
         seen: list[str] = []
+        try:
+            if path == "/wrong-length":
+                protocol.response_bytes(200, [("content-length", q.get("says", "10"))], b"abc")
+            else:
+                transport = protocol.response_stream(200, [("content-length", q.get("says", "10"))])
+                await transport.send_bytes(b"abc")
+                del transport  # released: the body ends (3 of the 10 bytes it promised) when the handler returns
+        except ValueError as exc:
+            seen.append("refused: " + str(exc))
 
         async def background() -> None:
             try:
