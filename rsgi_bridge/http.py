@@ -108,7 +108,7 @@ class Exchange:
         self._delivery: asyncio.Task[None] | None = None  # delivering while the app runs on
         self._stream: weakref.ref[StreamTransport] | None = None  # the app's stream transport
         self._released: asyncio.Event | None = None  # set when that transport is gone
-        self._started: asyncio.Event | None = None  # set when the stream's start was sent (or refused)
+        self._started: asyncio.Event | None = None  # a task waiting for the stream's start (made by that task)
         self._sent = 0  # stream body bytes sent
         self._sends = 0  # stream sends
 
@@ -316,7 +316,8 @@ class Exchange:
     async def _start_stream(self) -> None:
         """Send the stream's start, once, whichever task comes first; the others wait for it."""
         if self.phase is STARTING:
-            assert self._started is not None
+            if self._started is None:
+                self._started = asyncio.Event()
             await self._started.wait()
             return
         if self.phase is not COMMITTED:
@@ -324,15 +325,14 @@ class Exchange:
         r = self._response
         assert r is not None
         self.phase = STARTING
-        started = self._started = asyncio.Event()
         try:
             if not self._startable(r.status):
                 await self._answer_500()
             elif await self._send_start(r.status, list(r.head.headers)):
                 self.phase = STARTED
-                self.inbound.watch()  # sends to a departed client are dropped silently: watch for it
         finally:
-            started.set()
+            if self._started is not None:
+                self._started.set()
 
     async def write(self, data: bytes) -> None:
         """One chunk of a streamed response, from the app's transport."""
@@ -349,6 +349,11 @@ class Exchange:
             raise ValueError(f"the stream's body exceeds its content-length of {r.head.length} bytes")
         if self._scope.get("method") == "HEAD":
             return
+        if self._sends == 1:
+            # Sends to a departed client are dropped silently: from the second send on, a reader task
+            # watches for it (a stream of one send, like an echo, ends before it could matter; the
+            # task costs ~10k instructions, benchmarks/instructions.py).
+            self.inbound.watch()
         if not await self._send_body(data, True):
             raise ProtocolClosed("the server gave up on the response")
         self._sends += 1
