@@ -116,7 +116,7 @@ class Exchange:
 
     async def run(self, app: Callable[[Any, Any], Awaitable[Any]]) -> None:
         """Call the RSGI app, then complete the exchange; app errors are logged, never raised."""
-        failed = False
+        error: BaseException | None = None
         self._running = True
         try:
             await app(Scope(self._scope, "http", self.latin1_headers), HTTPProtocol(self))  # type: ignore[arg-type]
@@ -125,7 +125,7 @@ class Exchange:
                 self._running = False
                 self._close()
                 raise
-            failed = True
+            error = exc
             log_app_error(self._scope, exc)
         self._running = False
         try:
@@ -135,12 +135,14 @@ class Exchange:
                 # (benchmarks/instructions.py).
                 await self._deliver_plain(response)  # type: ignore[arg-type]
             else:
-                await self._complete(failed)
+                await self._complete(error)
         finally:
+            error = None  # else error -> its traceback -> this frame -> error: a reference cycle
             self._close()
 
-    async def _complete(self, failed: bool) -> None:
-        """The app returned (or raised): deliver what it committed, or answer 500."""
+    async def _complete(self, error: BaseException | None) -> None:
+        """The app returned (or raised ``error``): deliver what it committed, or answer 500."""
+        failed = error is not None
         if self.phase is OPEN:
             if not failed:
                 s = self._scope
@@ -162,8 +164,8 @@ class Exchange:
         await self._start_stream()
         if self.phase is not STARTED:
             return
-        if failed:
-            await self._abort()
+        if error is not None:
+            await self._abort(error)
             return
         await self._stream_released()
         if self.phase is STARTED and not self.inbound.gone:
@@ -190,8 +192,8 @@ class Exchange:
         if self._running:
             self._loop.call_soon(self._on_suspend)
 
-    def commit_plain(self, status: int, head: Head, body: bytes) -> None:
-        """Commit a PLAIN response, checking its content-length against the body."""
+    def check_length(self, status: int, head: Head, body: bytes) -> None:
+        """Refuse a PLAIN response whose content-length does not match its body (HEAD, 204, 304 excepted)."""
         if (
             head.length is not None
             and head.length != len(body)
@@ -199,7 +201,6 @@ class Exchange:
             and self._scope.get("method") != "HEAD"
         ):
             raise ValueError(f"content-length {head.length} does not match the body's {len(body)} bytes")
-        self.commit(Response(PLAIN, status, head, body))
 
     def open_stream(self, status: int, head: Head) -> StreamTransport:
         """Commit a STREAM response; its transport."""
@@ -382,13 +383,22 @@ class Exchange:
             for w in waiters:
                 w.cancel()
 
-    async def _abort(self) -> None:
-        """The app failed after its response started: abort it, where the server can."""
+    async def _abort(self, error: BaseException) -> None:
+        """The app failed with ``error`` after its response started: abort the response, where the server can.
+
+        Raising is ASGI's only way to abort: an ``Exception`` is raised again as it is (the server and
+        error reporters such as Sentry see the app's own exception, once); any other ``BaseException``
+        as a ``ResponseAborted`` from it, so no ``SystemExit`` reaches the server.
+        """
         self.phase = DONE
         if self.inbound.gone:
             return
         if quirks_of(self._send).aborts:
-            raise ResponseAborted("the RSGI app failed after its response started: the response is cut short")
+            if isinstance(error, Exception):
+                raise error
+            raise ResponseAborted(
+                "the RSGI app failed after its response started: the response is cut short"
+            ) from error
         await self._send_body(b"", False)
 
     # -- sending -----------------------------------------------------------------------------
@@ -654,19 +664,29 @@ class HTTPProtocol:
         """Respond with no body."""
         x = self._exchange
         if x.phase is OPEN:
-            x.commit_plain(check_status(status), encode_head(headers), b"")
+            self._plain(x, status, headers, b"")
 
     def response_str(self, status: int = 200, headers: Any = (), body: str = "") -> None:
         """Respond with a str body, UTF-8 encoded."""
         x = self._exchange
         if x.phase is OPEN:
-            x.commit_plain(check_status(status), encode_head(headers), check_str(body, "response_str").encode())
+            self._plain(x, status, headers, check_str(body, "response_str").encode())
 
     def response_bytes(self, status: int = 200, headers: Any = (), body: Any = b"") -> None:
         """Respond with a bytes-like body."""
         x = self._exchange
         if x.phase is OPEN:
-            x.commit_plain(check_status(status), encode_head(headers), check_bytes(body, "response_bytes"))
+            self._plain(x, status, headers, body if type(body) is bytes else check_bytes(body, "response_bytes"))
+
+    @staticmethod
+    def _plain(x: Exchange, status: Any, headers: Any, body: bytes) -> None:
+        # The type checks' common outcome inline: one call each less per response (benchmarks/instructions.py).
+        if type(status) is not int or not 200 <= status <= 599:
+            status = check_status(status)
+        head = encode_head(headers)
+        if head.length is not None:
+            x.check_length(status, head, body)
+        x.commit(Response(PLAIN, status, head, body))
 
     def response_file(self, status: int, headers: Any, file: str | os.PathLike[str]) -> None:
         """Respond with a whole file; a file that cannot be opened gives a 404."""
