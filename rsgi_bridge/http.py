@@ -82,6 +82,7 @@ class Exchange:
         "_task",
         "chunk_size",
         "inbound",
+        "is_head",
         "latin1_headers",
         "phase",
     )
@@ -100,6 +101,7 @@ class Exchange:
         self._task = task
         self._loop = task.get_loop() if task is not None else asyncio.get_running_loop()
         self.inbound = Inbound(receive)
+        self.is_head = scope.get("method") == "HEAD"  # no body bytes go out, no file is read
         self.chunk_size = chunk_size
         self.latin1_headers = latin1_headers
         self.phase = OPEN
@@ -198,7 +200,7 @@ class Exchange:
             head.length is not None
             and head.length != len(body)
             and status not in _BODILESS
-            and self._scope.get("method") != "HEAD"
+            and not self.is_head
         ):
             raise ValueError(f"content-length {head.length} does not match the body's {len(body)} bytes")
 
@@ -234,7 +236,7 @@ class Exchange:
         head = r.head
         headers = list(r.head.headers)
         body = r.body
-        is_head = self._scope.get("method") == "HEAD"
+        is_head = self.is_head
         if status in _BODILESS:  # no body and no length (as Granian)
             body = b""
         elif head.length is None and not head.chunked and (body or not is_head):
@@ -265,7 +267,7 @@ class Exchange:
             logger.info("cannot open file %s: %s", r.path, exc)
             self.phase = DONE
             if await self._send_start(404, [(b"content-length", b"9")]):
-                await self._send_body(b"" if self._scope.get("method") == "HEAD" else b"Not found", False)
+                await self._send_body(b"" if self.is_head else b"Not found", False)
             return
         try:
             end = size if r.end is None else min(r.end, size)
@@ -285,7 +287,7 @@ class Exchange:
             if not await self._send_start(r.status, list(r.head.headers)):
                 return
             self.phase = STARTED
-            if self._scope.get("method") == "HEAD":  # no body, and the file is not read
+            if self.is_head:  # no body, and the file is not read
                 self.phase = DONE
                 await self._send_body(b"", False)
                 return
@@ -343,20 +345,22 @@ class Exchange:
             raise ProtocolClosed("the client disconnected" if self.inbound.gone else "the response is over")
         if not data:
             return
-        r = self._response
-        assert r is not None
+        length = self._response.head.length  # type: ignore[union-attr]
         self._sent += len(data)
-        if r.head.length is not None and self._sent > r.head.length:
-            raise ValueError(f"the stream's body exceeds its content-length of {r.head.length} bytes")
-        if self._scope.get("method") == "HEAD":
+        if length is not None and self._sent > length:
+            raise ValueError(f"the stream's body exceeds its content-length of {length} bytes")
+        if self.is_head:
             return
         if self._sends == 1:
             # Sends to a departed client are dropped silently: from the second send on, a reader task
             # watches for it (a stream of one send, like an echo, ends before it could matter; the
             # task costs ~10k instructions, benchmarks/instructions.py).
             self.inbound.watch()
-        if not await self._send_body(data, True):
-            raise ProtocolClosed("the server gave up on the response")
+        try:  # the send inline, not through _send_body: once per chunk
+            await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        except Exception as exc:
+            self._send_failed(exc, "http.response.body")
+            raise ProtocolClosed("the server gave up on the response") from None
         self._sends += 1
         if not self._sends % _YIELD_EVERY:
             await asyncio.sleep(0)
@@ -745,7 +749,7 @@ class StreamTransport:
 
     def send_bytes(self, data: Any) -> Coroutine[Any, Any, None]:
         """Send a bytes-like chunk."""
-        return self._exchange.write(check_bytes(data, "send_bytes"))
+        return self._exchange.write(data if type(data) is bytes else check_bytes(data, "send_bytes"))
 
     def send_str(self, data: str) -> Coroutine[Any, Any, None]:
         """Send a str chunk, UTF-8 encoded."""
