@@ -70,6 +70,7 @@ class Exchange:
     __slots__ = (
         "_delivery",
         "_loop",
+        "_receive",
         "_released",
         "_response",
         "_running",
@@ -79,7 +80,6 @@ class Exchange:
         "_sent",
         "_started",
         "_stream",
-        "_task",
         "chunk_size",
         "inbound",
         "is_head",
@@ -98,7 +98,7 @@ class Exchange:
     ) -> None:
         self._scope = scope
         self._send = send
-        self._task = task
+        self._receive = receive
         self._loop = task.get_loop() if task is not None else asyncio.get_running_loop()
         self.inbound = Inbound(receive)
         self.is_head = scope.get("method") == "HEAD"  # no body bytes go out, no file is read
@@ -130,6 +130,8 @@ class Exchange:
             error = exc
             log_app_error(self._scope, exc)
         self._running = False
+        if self._delivery is not None:
+            self.inbound.wake()  # a delivery task keeping the body for the app stops waiting for it
         try:
             response = self._response
             if self.phase is COMMITTED and response.kind is PLAIN:  # type: ignore[union-attr]
@@ -177,8 +179,7 @@ class Exchange:
 
     def _close(self) -> None:
         """The request is over: stop delivery and the reader task, release disconnect waiters."""
-        if self._response is not None and self._response.kind is STREAM:
-            self.phase = DONE  # its transport raises ProtocolClosed from now on
+        self.phase = DONE  # later response_* calls are ignored, stream sends raise ProtocolClosed
         delivery, self._delivery = self._delivery, None
         if delivery is not None and not delivery.done():
             delivery.cancel()
@@ -196,12 +197,7 @@ class Exchange:
 
     def check_length(self, status: int, head: Head, body: bytes) -> None:
         """Refuse a PLAIN response whose content-length does not match its body (HEAD, 204, 304 excepted)."""
-        if (
-            head.length is not None
-            and head.length != len(body)
-            and status not in _BODILESS
-            and not self.is_head
-        ):
+        if head.length is not None and head.length != len(body) and status not in _BODILESS and not self.is_head:
             raise ValueError(f"content-length {head.length} does not match the body's {len(body)} bytes")
 
     def open_stream(self, status: int, head: Head) -> StreamTransport:
@@ -229,6 +225,8 @@ class Exchange:
             await self._start_stream()
 
     async def _deliver_plain(self, r: Response) -> None:
+        if self.phase is not COMMITTED:  # delivered already (from the request task or the delivery task)
+            return
         status = r.status
         if not 200 <= status <= 599 and not self._startable(status):
             await self._answer_500()
@@ -252,13 +250,15 @@ class Exchange:
             await self._answer_500()
             return
         if self._running:
-            await self.inbound.read_ahead()  # as _send_last
+            await self._keep_body()  # as _send_last
         try:
             await send({"type": "http.response.body", "body": body})
         except Exception as exc:
             self._send_failed(exc, "http.response.body")
 
     async def _deliver_file(self, r: Response) -> None:
+        if self.phase is not COMMITTED:  # delivered already
+            return
         loop = self._loop
         self.phase = STARTING
         try:
@@ -272,7 +272,7 @@ class Exchange:
         try:
             end = size if r.end is None else min(r.end, size)
             left = max(0, end - r.start)
-            if r.head.length is not None and r.head.length != left:
+            if r.head.length is not None and r.head.length != left and not self.is_head:
                 logger.error(
                     "file response for %s: content-length %s does not match the %s bytes to send: answering 500",
                     r.path,
@@ -287,7 +287,7 @@ class Exchange:
             if not await self._send_start(r.status, list(r.head.headers)):
                 return
             self.phase = STARTED
-            if self.is_head:  # no body, and the file is not read
+            if self.is_head or r.status in _BODILESS:  # no body, and the file is not read
                 self.phase = DONE
                 await self._send_body(b"", False)
                 return
@@ -298,9 +298,14 @@ class Exchange:
             self.inbound.watch()  # the client leaving stops the transfer
             read = f.read
             while left > 0 and not self.inbound.gone:
-                chunk = await loop.run_in_executor(None, read, min(self.chunk_size, left))
-                if not chunk:  # the file shrank
-                    break
+                try:
+                    chunk = await loop.run_in_executor(None, read, min(self.chunk_size, left))
+                    if not chunk:
+                        raise OSError(f"{r.path} ended {left} bytes early (it shrank while being sent)")
+                except OSError as exc:  # the client must not take the truncated body for the whole file
+                    logger.error("reading the file of a response failed after it started: %r", exc)
+                    await self._abort(exc)
+                    return
                 left -= len(chunk)
                 if left > 0:
                     if not await self._send_body(chunk, True):
@@ -309,7 +314,7 @@ class Exchange:
                     self.phase = DONE
                     await self._send_last(chunk)
                     return
-            if not self.inbound.gone:
+            if not self.inbound.gone:  # an empty file or range
                 self.phase = DONE
                 await self._send_last(b"")
         finally:
@@ -334,6 +339,8 @@ class Exchange:
             elif await self._send_start(r.status, list(r.head.headers)):
                 self.phase = STARTED
         finally:
+            if self.phase is STARTING:  # cancelled while the start was on its way: the response is over
+                self.phase = DONE
             if self._started is not None:
                 self._started.set()
 
@@ -430,12 +437,20 @@ class Exchange:
         return False
 
     async def _send_last(self, body: bytes) -> None:
-        """The final body message; while the app runs on, the request body is taken in first."""
+        """The final body message (see :meth:`_keep_body`)."""
         if self._running:
-            # uvicorn's receive() says "disconnected" once the response is complete: take the body in
-            # first, so the app can still read it (as on Granian).
-            await self.inbound.read_ahead()
+            await self._keep_body()
         await self._send_body(body, False)
+
+    async def _keep_body(self) -> None:
+        """Before the last message of a response while the app runs on: on a server whose ``receive()``
+        drops the request body once the response is complete (uvicorn), take the rest of the body in
+        first, so the app can still read it (as on Granian). Bounded: until the body is in, 1 MiB of it
+        is held, the client left, or the app returned."""
+        inbound = self.inbound
+        if inbound.more and not quirks_of(self._receive).body_after_response:
+            while self._running and inbound.wants_more():
+                await inbound.arrival()
 
     async def _send_body(self, body: bytes, more: bool) -> bool:
         if more:
@@ -539,9 +554,9 @@ class Inbound:
                 message = await self._receive()
             finally:
                 self._reading = False
-                if self._read_done is not None:
-                    self._read_done.set_result(None)
-                    self._read_done = None
+                read_done, self._read_done = self._read_done, None
+                if read_done is not None and not read_done.done():  # the reader may be cancelled already
+                    read_done.set_result(None)
             if message["type"] == "http.request":
                 self.more = message.get("more_body", False)
                 return message.get("body", b"")  # type: ignore[no-any-return]
@@ -599,16 +614,24 @@ class Inbound:
             if self._arrived is not None:
                 self._arrived.set()
 
-    async def read_ahead(self) -> None:
-        """Take in what is left of the body (up to the buffer's bound), for the app to read later."""
-        if not self.more or self.gone or self._closed:
-            return
+    def wants_more(self) -> bool:
+        """Whether body is still to come and there is room to hold it; starts the reader task if so."""
+        if not self.more or self.gone or self._closed or self._buffered >= _BUFFER_MAX:
+            return False
         self.watch()
+        return self._reader is not None
+
+    async def arrival(self) -> None:
+        """Wait until the reader task took something in, the client left, or :meth:`wake` was called."""
         arrived = self._arrived
         assert arrived is not None
-        while self.more and not self.gone and self._reader is not None and self._buffered < _BUFFER_MAX:
-            arrived.clear()
-            await arrived.wait()
+        arrived.clear()
+        await arrived.wait()
+
+    def wake(self) -> None:
+        """Wake the waiters of :meth:`arrival` to look again."""
+        if self._arrived is not None:
+            self._arrived.set()
 
     def left(self) -> None:
         """The client is gone."""

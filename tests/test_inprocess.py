@@ -379,3 +379,108 @@ def test_contain_tells_the_apps_exceptions_from_a_cancellation_of_its_task() -> 
         "own CancelledError": True,
         "task cancelled": False,
     }
+
+
+# -- delivery: once, never waiting on the upload, read errors abort -------------------------------
+
+
+class Recorder:
+    """A server side for one request: ``receive`` gives ``chunks`` then blocks; ``send`` records (and
+    may suspend, as a middleware's or a server's send does under flow control)."""
+
+    def __init__(self, chunks: list[bytes], stall: bool = False, suspend: bool = False) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.times: list[float] = []
+        self._chunks = list(chunks)
+        self._stall = stall
+        self._suspend = suspend
+
+    async def receive(self) -> dict[str, Any]:
+        if self._chunks:
+            chunk = self._chunks.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(self._chunks) or self._stall}
+        await asyncio.Event().wait()  # the client sends nothing more (and stays)
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self._suspend:
+            await asyncio.sleep(0)
+        self.messages.append(message)
+        self.times.append(asyncio.get_running_loop().time())
+
+    def types(self) -> list[str]:
+        return [m["type"] + ("" if m.get("more_body") else ".last") for m in self.messages]
+
+
+@pytest.mark.parametrize("after", ["sleep0", "child"])
+async def test_a_response_is_delivered_once_when_send_suspends(after: str) -> None:
+    # The app responds, suspends (delivery then starts in a task of its own) and returns before that
+    # task ran: the request task must not deliver the response a second time.
+    async def app(scope: Any, protocol: Any) -> None:
+        if after == "sleep0":
+            protocol.response_bytes(200, [], b"once")
+            await asyncio.sleep(0)
+        else:
+
+            async def child() -> None:
+                protocol.response_bytes(200, [], b"once")
+
+            await asyncio.create_task(child())
+
+    server = Recorder([b""], suspend=True)
+    await asyncio.wait_for(wrap(app)(http_scope(), server.receive, server.send), 5)
+    assert server.types() == ["http.response.start.last", "http.response.body.last"]
+    assert server.messages[1]["body"] == b"once"
+
+
+async def test_an_early_answer_does_not_wait_for_a_stalled_upload() -> None:
+    # The app answers before reading an upload the client stalls on, and keeps working: the answer
+    # leaves at once (as Granian), it does not wait for the rest of the body.
+    async def app(scope: Any, protocol: Any) -> None:
+        protocol.response_bytes(413, [], b"too big")
+        await asyncio.sleep(0.5)
+
+    server = Recorder([b"0123456789"], stall=True)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await asyncio.wait_for(wrap(app)(http_scope(method="POST"), server.receive, server.send), 5)
+    assert server.types() == ["http.response.start.last", "http.response.body.last"]
+    assert server.messages[1]["body"] == b"too big"
+    assert server.times[1] - t0 < 0.3, server.times[1] - t0
+
+
+async def test_a_file_read_error_after_the_start_aborts_the_response(monkeypatch: Any, tmp_path: Any) -> None:
+    # A read that fails after the response started: logged, and the response is aborted (raised to
+    # the server) rather than ended as if the file were whole.
+    import rsgi_bridge.http as http
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 300)
+    real_open = http._open_file
+
+    def failing_open(p: str, start: int) -> Any:
+        f, size = real_open(p, start)
+
+        class Failing:
+            calls = 0
+
+            def read(self, n: int) -> bytes:
+                Failing.calls += 1
+                if Failing.calls > 1:
+                    raise OSError(5, "Input/output error")
+                return f.read(n)
+
+            def close(self) -> None:
+                f.close()
+
+        return Failing(), size
+
+    monkeypatch.setattr(http, "_open_file", failing_open)
+
+    async def app(scope: Any, protocol: Any) -> None:
+        protocol.response_file(200, [], str(path))
+
+    server = Recorder([b""])
+    with pytest.raises(OSError, match="Input/output error"):
+        await asyncio.wait_for(wrap(app, chunk_size=100)(http_scope(), server.receive, server.send), 5)
+    assert server.types() == ["http.response.start.last", "http.response.body"]  # never a clean end

@@ -20,6 +20,7 @@ class Quirks:
 
     max_status: int = 999  # the highest response status it can send
     aborts: bool = True  # an exception from the app after the response started aborts that response
+    body_after_response: bool = True  # receive() still gives the request body once the response is complete
 
 
 GENERIC = Quirks()
@@ -29,7 +30,7 @@ _KNOWN_MAX = 64
 
 
 def _owner(send: Any) -> Any:
-    """The object ``send`` is a bound method of (also through a ``functools.partial``), else None."""
+    """The object ``send`` (or ``receive``) is a bound method of (also through a ``functools.partial``), else None."""
     owner = getattr(send, "__self__", None)
     if owner is None:
         owner = getattr(getattr(send, "func", None), "__self__", None)
@@ -37,7 +38,7 @@ def _owner(send: Any) -> Any:
 
 
 def quirks_of(send: Any) -> Quirks:
-    """The :class:`Quirks` of the server behind ``send``."""
+    """The :class:`Quirks` of the server behind ``send`` (or ``receive``)."""
     key = type(_owner(send))
     found = _KNOWN.get(key)
     if found is None:
