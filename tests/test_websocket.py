@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -689,42 +688,3 @@ def test_shutdown_closes_open_websockets_quickly(kind: str) -> None:
     # daphne only sends 1000 and 3000-4999, so the bridge's 1012 goes out as 1000 there.
     assert info.value.rcvd is not None and info.value.rcvd.code == (1000 if kind == "daphne" else 1012)
     assert elapsed < 5
-
-
-HYPERCORN_GRACE = 3.0  # hypercorn's --graceful-timeout default
-
-
-@pytest.mark.parametrize("app", ["tests.apps.ws_app:asgi", "tests.apps.plain_ws_app:app"], ids=["bridge", "plain-asgi"])
-def test_hypercorn_shutdown_with_an_open_websocket(app: str) -> None:
-    """SIGTERM to hypercorn 0.18 with an idle websocket open, through the bridge and for a plain
-    ASGI app (the same on both: it is hypercorn's behaviour, which depends on the Python version).
-
-    Up to 3.11 hypercorn waits its --graceful-timeout (3 s), cancels the app and closes with 1011.
-    From 3.12 on, hypercorn first awaits ``asyncio.Server.wait_closed()``, which from 3.12 waits
-    for every open connection, and only then starts its graceful timeout: the websocket stays
-    open and served for as long as the client keeps it, and hypercorn exits (after its lifespan
-    shutdown) only once the client has left.
-    """
-    with Server("hypercorn", app) as s, ws_connect(s, "/echo") as ws:
-        ws.send("hi")
-        assert ws.recv(timeout=5) == "hi"
-        t0 = time.monotonic()
-        s.signal()
-        if sys.version_info < (3, 12):
-            with pytest.raises(ConnectionClosed) as info:
-                ws.recv(timeout=HYPERCORN_GRACE + 7)
-            closed_after = time.monotonic() - t0
-            assert info.value.rcvd is not None and info.value.rcvd.code == 1011
-            assert HYPERCORN_GRACE - 0.5 < closed_after < HYPERCORN_GRACE + 5, closed_after
-            assert s.wait(10) == 0
-            return
-        # well past the graceful timeout: still open, still served, hypercorn still running
-        with pytest.raises(TimeoutError):
-            ws.recv(timeout=HYPERCORN_GRACE + 2)
-        ws.send("still here")
-        assert ws.recv(timeout=5) == "still here"
-        assert s.proc is not None and s.proc.poll() is None
-        ws.close()
-        t1 = time.monotonic()
-        assert s.wait(10) == 0
-        assert time.monotonic() - t1 < 5  # the client's leaving is what ends the shutdown
