@@ -22,7 +22,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.servers import Server
+from tests.servers import Server, wait_for
 from tests.test_websocket import ws_connect
 
 GRACE = 3.0  # hypercorn's --graceful-timeout default
@@ -80,7 +80,7 @@ def test_request_longer_than_the_graceful_timeout(app: str, tmp_path: Path) -> N
         t0 = time.monotonic()
         thread = threading.Thread(target=get)
         thread.start()
-        time.sleep(0.5)  # the request is in the app
+        assert wait_for(lambda: events.exists() and "request-start" in events.read_text(), 10), s.output()
         s.signal()
         thread.join(seconds + 15)
         assert s.wait(15) == 0
