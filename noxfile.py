@@ -15,6 +15,7 @@ nox.needs_version = ">=2024.10.9"  # reuse_venv
 nox.options.sessions = ["lint", *(f"tests-{python}" for python in PYTHONS)]
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_venv = "yes"  # a local rerun reuses its venvs; a fresh clone creates them
+nox.options.default_venv_backend = "uv|virtualenv"  # uv when installed (as .ci/run does): much faster
 
 
 @nox.session(python=PYTHONS)
