@@ -14,7 +14,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .connection import ASGIReceive, ASGISend, logger
@@ -24,7 +24,7 @@ from .process import PROCESS
 __all__ = ["FAILED", "NEW", "RUNNING", "STARTING", "STOPPED", "STOPPING", "Lifecycle", "State", "Untracked"]
 
 
-class State(str, Enum):
+class State(StrEnum):
     """States of a :class:`Lifecycle` (equal to their lower-case names)."""
 
     NEW = "new"  # init not tried yet
@@ -175,7 +175,7 @@ class Lifecycle:
                 self._init_loops,
                 self._init_ended_late,
             )
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             logger.error("__rsgi_init__ timed out after %.3fs", time.perf_counter() - t0)
             raise TimeoutError(f"__rsgi_init__ did not finish within startup_timeout={self.startup_timeout}s") from None
         except BaseException as exc:
@@ -259,7 +259,7 @@ class Lifecycle:
             await asyncio.wait_for(idle.wait(), self.drain_timeout)
             logger.info("drain finished in %.3fs: %d ended, 0 abandoned", time.perf_counter() - t0, count)
             return
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             pass
         left = {t: s for t, s in self.tasks.items() if not t.done()}
         logger.warning(
@@ -325,7 +325,7 @@ class Lifecycle:
         t0 = time.perf_counter()
         try:
             await call_hook(self.del_hook, loop, self.shutdown_timeout, "del")
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             logger.error("__rsgi_del__ timed out after %.3fs", time.perf_counter() - t0)
             raise TimeoutError(
                 f"__rsgi_del__ did not finish within shutdown_timeout={self.shutdown_timeout}s"

@@ -27,6 +27,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +35,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import tomllib
 
 from tests.servers import PY, ROOT, Server, free_port
 

@@ -450,6 +450,10 @@ async def _abort_many(port: int, n: int, concurrency: int = 32) -> dict[str, int
     return done
 
 
+# what the app counts for each round of 1,000 aborts (250 of each kind)
+ABORT_COUNTS = {"upload-ProtocolClosed": 250, "download-ProtocolClosed": 250, "disconnect-seen": 250}
+
+
 @pytest.mark.parametrize("kind", ["uvicorn", "hypercorn"])
 def test_no_leak_after_1000_aborted_requests(kind: str, request: pytest.FixtureRequest) -> None:
     server: Server = request.getfixturevalue(f"{kind}_server")
@@ -465,27 +469,36 @@ def test_no_leak_after_1000_aborted_requests(kind: str, request: pytest.FixtureR
         asyncio.run(_abort_many(server.port, 1000))
         assert wait_for(lambda: st()["inflight"] == 0, 15), st("?detail=1")
         time.sleep(0.5)
-        base = st("?reset=1")
-        base_fds, base_rss = fds(server), rss(server)
+        base_fds = fds(server)
 
-        done = asyncio.run(_abort_many(server.port, 1000))
-        assert sum(done.values()) == 1000
+        # Two measured rounds of 1,000. Everything but RSS is checked exactly after each. RSS: a
+        # leak grows it by the same amount in every round, while one-off growth (the allocator
+        # still settling, a late cache) lands in the first rounds only; so the bound applies to
+        # the second round, after 2,000 aborts of warm-up.
+        growth: list[int] = []
+        for _ in range(2):
+            base = st("?reset=1")
+            base_rss = rss(server)
+            done = asyncio.run(_abort_many(server.port, 1000))
+            assert sum(done.values()) == 1000
 
-        # every aborted request reached the app, which saw the client leave
-        want = {"upload-ProtocolClosed": 250, "download-ProtocolClosed": 250, "disconnect-seen": 250}
-        assert wait_for(lambda: st()["counts"] == want, 15), st()
+            # every aborted request reached the app, which saw the client leave
+            assert wait_for(lambda: st()["counts"] == ABORT_COUNTS, 15), st()
 
-        def settled() -> bool:
-            now = st()
-            # (all tasks may drop below the baseline: connections of earlier tests expire meanwhile)
-            return (
-                now["inflight"] == 0 and now["bridge_tasks"] == base["bridge_tasks"] and now["tasks"] <= base["tasks"]
-            )
+            def settled(base: dict[str, Any] = base) -> bool:
+                now = st()
+                # (all tasks may drop below the baseline: connections of earlier tests expire meanwhile)
+                return (
+                    now["inflight"] == 0
+                    and now["bridge_tasks"] == base["bridge_tasks"]
+                    and now["tasks"] <= base["tasks"]
+                )
 
-        assert wait_for(settled, 15), f"now {st('?detail=1')}, before {base}"
-        assert wait_for(lambda: fds(server) <= base_fds, 15), (fds(server), base_fds)
-        growth = rss(server) - base_rss
-        assert growth < 8 * MiB, f"RSS grew {growth / MiB:.1f} MiB over 1,000 aborted requests"
+            assert wait_for(settled, 15), f"now {st('?detail=1')}, before {base}"
+            assert wait_for(lambda: fds(server) <= base_fds, 15), (fds(server), base_fds)
+            growth.append(rss(server) - base_rss)
+        rounds = " and ".join(f"{g / MiB:+.1f} MiB" for g in growth)
+        assert growth[1] < 8 * MiB, f"RSS grew {rounds} over two rounds of 1,000 aborted requests"
         assert c.get("/hello").text == "hello, world"
 
 

@@ -427,6 +427,36 @@ def test_plugin_is_opt_in() -> None:
     assert not [ep for ep in groups if ep.value.startswith("rsgi_bridge")]
 
 
+def _readme_example(heading: str) -> str:
+    """The first Python code block of the README section under ``heading``."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(f"\n{heading}\n") :]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_async_client_example_in_a_user_project(tmp_path: Path) -> None:
+    """The README's AsyncTestClient example, as is, in a project whose pytest configuration does not
+    set asyncio_mode: pytest-asyncio's default (strict) mode runs it, and it passes."""
+    example = _readme_example("### `AsyncTestClient(app, **wrap_options)` for async tests")
+    assert "from myproject import app" in example
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_async_example.py").write_text(
+        example.replace("from myproject import", "from examples.hello import")
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "mode=Mode.STRICT" in proc.stdout, proc.stdout
+    assert "1 passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout
+
+
 def test_plugin_in_a_user_project(tmp_path: Path) -> None:
     """The README recipe: pytest_plugins in the root conftest.py, an rsgi_app fixture, rsgi_client."""
     (tmp_path / "conftest.py").write_text(

@@ -105,7 +105,7 @@ async def http(scope: Any, protocol: Any) -> None:
         outcome = "returned"
         try:
             await asyncio.wait_for(asyncio.sleep(0.1), 0.05)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             outcome = "timeout"
         except BaseException as exc:  # what the app must never see
             outcome = _exc(exc)
@@ -180,7 +180,7 @@ async def http(scope: Any, protocol: Any) -> None:
         try:
             await asyncio.wait_for(protocol.client_disconnect(), 15)
             outcome = "resolved"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             outcome = "timeout"
         _record(key, {"outcome": outcome, "after": time.monotonic() - t0})
     elif path == "/pid":
@@ -261,7 +261,7 @@ async def http(scope: Any, protocol: Any) -> None:
             try:
                 await asyncio.wait_for(protocol.client_disconnect(), 5)
                 outcome = "resolved"
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 outcome = "hung"
             except Exception as exc:
                 outcome = _exc(exc)

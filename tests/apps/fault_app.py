@@ -149,7 +149,7 @@ async def app(scope: Any, protocol: Any) -> None:
         try:
             await asyncio.wait_for(protocol.client_disconnect(), float(q.get("t", 10)))
             COUNTS["disconnect-seen"] += 1
-        except asyncio.TimeoutError:
+        except TimeoutError:
             COUNTS["disconnect-timeout"] += 1
     elif path == "/long":
         # a long request (the server may cancel it once the client left)

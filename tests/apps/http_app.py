@@ -248,7 +248,7 @@ async def app(scope: Any, protocol: Any) -> None:
         try:
             await asyncio.wait_for(asyncio.shield(waiter), float(q.get("t", 10)))
             record("client-disconnect")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             record("client-disconnect-timeout")
         protocol.response_empty(200, [])
     elif path == "/disconnect-cancel":
