@@ -427,17 +427,17 @@ def test_plugin_is_opt_in() -> None:
     assert not [ep for ep in groups if ep.value.startswith("rsgi_bridge")]
 
 
-def _readme_example(heading: str) -> str:
-    """The first Python code block of the README section under ``heading``."""
-    text = (ROOT / "README.md").read_text()
+def _docs_example(heading: str) -> str:
+    """The first Python code block of the section under ``heading`` in docs/testing.md."""
+    text = (ROOT / "docs" / "testing.md").read_text()
     section = text[text.index(f"\n{heading}\n") :]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def test_readme_async_client_example_in_a_user_project(tmp_path: Path) -> None:
-    """The README's AsyncTestClient example, as is, in a project whose pytest configuration does not
+def test_docs_async_client_example_in_a_user_project(tmp_path: Path) -> None:
+    """The docs' AsyncTestClient example, as is, in a project whose pytest configuration does not
     set asyncio_mode: pytest-asyncio's default (strict) mode runs it, and it passes."""
-    example = _readme_example("### `AsyncTestClient(app, **wrap_options)` for async tests")
+    example = _docs_example("## `AsyncTestClient(app, **wrap_options)` for async tests")
     assert "from myproject import app" in example
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "test_async_example.py").write_text(
