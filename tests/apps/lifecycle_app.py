@@ -9,7 +9,8 @@ Environment:
   ``LIFECYCLE_INIT=slow`` sleeps 1.5 s, then succeeds.
 - ``LIFECYCLE_OPTIONS``: JSON keyword arguments for ``rsgi_bridge.wrap``.
 - ``LIFECYCLE_LOG``: when set, the ``rsgi_bridge`` logger prints INFO lines to stderr
-  (uvicorn, hypercorn and daphne give it no handler of their own).
+  (uvicorn and hypercorn give it no handler; daphne configures the root logger at INFO, hence
+  ``propagate = False`` below).
 
 Routes: ``/slow?s=N`` (answers after N seconds), ``/never`` (never answers); anything else
 answers ``ok <pid> <whether init's loop is the serving loop>``.
