@@ -440,7 +440,7 @@ def _server_adds_length(side: Side) -> bool:
 @pytest.mark.parametrize("route", ["/file?path={big}", "/file?length=1&path={big}", "/small", "/stream"])
 def test_6_head_sends_no_body(side: Side, ref: Side, files: dict[str, Any], route: str) -> None:
     path = route.format(big=files["big"])
-    r_head, r_extra, r_next = _head_then_get(ref, path)
+    r_head, r_extra, r_next = reference_once(("6-head", route), lambda: _head_then_get(ref, path))
     head, extra, following = _head_then_get(side, path)
     assert r_extra == b""
     assert extra == b"", f"{len(extra)} body bytes on the wire for a HEAD"
@@ -469,7 +469,7 @@ def test_6_head_reads_no_file(side: Side, ref: Side, files: dict[str, Any]) -> N
 
 @pytest.mark.parametrize("route", ["/head-empty", "/head-str-empty"])
 def test_6_head_empty_body_has_no_content_length(side: Side, ref: Side, route: str) -> None:
-    r_head, _, _ = _head_then_get(ref, route)
+    r_head, _, _ = reference_once(("6-head", route), lambda: _head_then_get(ref, route))
     head, extra, following = _head_then_get(side, route)
     assert r_head.get_all("content-length") == []
     assert extra == b"" and (following.status, following.body) == (200, b"small")
