@@ -156,6 +156,34 @@ class Server:
             os.unlink(self._log.name)
 
 
+class ServerPool:
+    """Servers started on first use and kept for a test module (``module_pool`` fixture), all stopped at its end."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+        self._servers: dict[tuple[str, str, tuple[str, ...], str], Server] = {}
+
+    def get(self, kind: str, app: str, args: Sequence[str] = (), tag: str = "") -> Server:
+        """The server ``kind`` serving ``app`` with ``args`` (``tag`` tells apart otherwise equal ones)."""
+        key = (kind, app, tuple(args), tag)
+        if key not in self._servers:
+            self._servers[key] = self._stack.enter_context(Server(kind, app, list(args)))
+        return self._servers[key]
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+@contextlib.contextmanager
+def module_pool() -> Iterator[ServerPool]:
+    """A :class:`ServerPool`, closed on exit (for a module-scoped fixture)."""
+    pool = ServerPool()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @contextlib.contextmanager
 def serve(kind: str, app: str, extra: Sequence[str] = (), env: dict[str, str] | None = None) -> Iterator[Server]:
     with Server(kind, app, extra, env) as server:

@@ -9,7 +9,6 @@ explicit, documented expectation (``DIFFERENCES``), not a skip.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import random
@@ -25,7 +24,7 @@ from websockets.sync.client import connect
 
 from tests.apps.diff_app import BASE_EXCEPTIONS, FILE
 from tests.rawhttp import parse, raw_exchange, req
-from tests.servers import Server, wait_for
+from tests.servers import Server, ServerPool, module_pool, wait_for
 
 FILE_BYTES = open(FILE, "rb").read()  # noqa: SIM115
 FILE_SIZE = len(FILE_BYTES)
@@ -84,35 +83,17 @@ IGNORED_DENIAL_HEADERS = {
 # -- one server per (kind, args) for the whole module -----------------------------------
 
 
-class Pool:
-    def __init__(self) -> None:
-        self._stack = contextlib.ExitStack()
-        self._servers: dict[tuple[str, str, tuple[str, ...], str], Server] = {}
-
-    def get(self, kind: str, app: str, args: tuple[str, ...] = (), tag: str = "") -> Server:
-        key = (kind, app, args, tag)
-        if key not in self._servers:
-            self._servers[key] = self._stack.enter_context(Server(kind, app, list(args)))
-        return self._servers[key]
-
-    def close(self) -> None:
-        self._stack.close()
-
-
 @pytest.fixture(scope="module")
-def pool() -> Iterator[Pool]:
-    p = Pool()
-    try:
+def pool() -> Iterator[ServerPool]:
+    with module_pool() as p:
         yield p
-    finally:
-        p.close()
 
 
-def reference(pool: Pool) -> Server:
+def reference(pool: ServerPool) -> Server:
     return pool.get("granian-rsgi", REFERENCE_APP)
 
 
-def bridged(pool: Pool, target: Target, case: Case | None = None) -> Server:
+def bridged(pool: ServerPool, target: Target, case: Case | None = None) -> Server:
     return pool.get(target.kind, APP, target.args)
 
 
@@ -447,7 +428,7 @@ GRANIAN_H2_DEFECTS: dict[str, Callable[[Seen], bool]] = {
 _REFERENCE: dict[tuple[str, bool], Seen] = {}
 
 
-def reference_seen(pool: Pool, case: Case, http2: bool) -> Seen:
+def reference_seen(pool: ServerPool, case: Case, http2: bool) -> Seen:
     key = (case.id, http2)
     if key not in _REFERENCE:
         _REFERENCE[key] = case.send(reference(pool), http2)
@@ -456,7 +437,7 @@ def reference_seen(pool: Pool, case: Case, http2: bool) -> Seen:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 @pytest.mark.parametrize("name", list(TARGETS))
-def test_http_same_as_granian(pool: Pool, name: str, case: Case) -> None:
+def test_http_same_as_granian(pool: ServerPool, name: str, case: Case) -> None:
     target = TARGETS[name]
     ref = reference_seen(pool, case, target.http2)
     got = case.send(bridged(pool, target, case), target.http2)
@@ -471,7 +452,7 @@ def test_http_same_as_granian(pool: Pool, name: str, case: Case) -> None:
 
 @pytest.mark.parametrize("exc", BASE_EXCEPTIONS)
 @pytest.mark.parametrize("name", list(TARGETS))
-def test_http_base_exception_is_contained(pool: Pool, name: str, exc: str) -> None:
+def test_http_base_exception_is_contained(pool: ServerPool, name: str, exc: str) -> None:
     """An HTTP handler raising SystemExit, KeyboardInterrupt or its own CancelledError: Granian
     answers an empty 500, logs it and keeps serving from the same process; so must the bridge."""
     target = TARGETS[name]
@@ -611,7 +592,7 @@ _WS_REFERENCE: dict[str, WsSeen] = {}
 
 @pytest.mark.parametrize("case", WS_CASES, ids=[c.id for c in WS_CASES])
 @pytest.mark.parametrize("name", H1_TARGETS)
-def test_websocket_same_as_granian(pool: Pool, name: str, case: WsCase) -> None:
+def test_websocket_same_as_granian(pool: ServerPool, name: str, case: WsCase) -> None:
     target = TARGETS[name]
     ref_server, server = reference(pool), bridged(pool, target)
     key = case.id
@@ -676,7 +657,7 @@ def _trace(c: httpx.Client, path: str, trace_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", list(TARGETS))
-def test_pathsend_used_where_offered(pool: Pool, name: str) -> None:
+def test_pathsend_used_where_offered(pool: ServerPool, name: str) -> None:
     """Whole files leave through ``http.response.pathsend`` where the server offers it; ranges never do."""
     target = TARGETS[name]
     with client(bridged(pool, target), target.http2) as c:
@@ -703,7 +684,7 @@ H2C_SERVERS = {  # does the server answer HTTP/2 cleartext with prior knowledge?
 
 
 @pytest.mark.parametrize("name", H1_TARGETS)
-def test_h2c_prior_knowledge(pool: Pool, name: str) -> None:
+def test_h2c_prior_knowledge(pool: ServerPool, name: str) -> None:
     target = TARGETS[name]
     server = bridged(pool, target)
     with client(server, http2=True) as c:
@@ -725,7 +706,7 @@ UPPER_CASING_SERVERS = {"hypercorn": "hypercorn.protocol.h11 upper-cases request
 
 @pytest.mark.parametrize("method", ["PaTcH", "get", "Post"])
 @pytest.mark.parametrize("name", H1_TARGETS)
-def test_method_case_same_as_granian(pool: Pool, name: str, method: str) -> None:
+def test_method_case_same_as_granian(pool: ServerPool, name: str, method: str) -> None:
     """Granian passes the method as sent (``scope.method == "PaTcH"``); so does the bridge."""
     target = TARGETS[name]
     ref = parse(raw_exchange(reference(pool).port, req(method, "/scope")))

@@ -33,7 +33,7 @@ import httpx
 import pytest
 
 from tests.rawhttp import Raw, parse, raw_exchange, req
-from tests.servers import Server
+from tests.servers import Server, ServerPool, module_pool
 
 REFERENCE_APP = "tests.apps.exchange_app:app"
 
@@ -66,32 +66,10 @@ FILE_SIZE = 32 * 1024 * 1024
 SPARSE_SIZE = 1024 * 1024 * 1024
 
 
-class Pool:
-    def __init__(self) -> None:
-        self._stack = contextlib.ExitStack()
-        self._servers: dict[str, Server] = {}
-
-    def get(self, name: str) -> Server:
-        if name not in self._servers:
-            if name == "granian-rsgi":
-                server = Server("granian-rsgi", REFERENCE_APP)
-            else:
-                t = TARGETS[name]
-                server = Server(t.kind, t.app, list(t.args))
-            self._servers[name] = self._stack.enter_context(server)
-        return self._servers[name]
-
-    def close(self) -> None:
-        self._stack.close()
-
-
 @pytest.fixture(scope="module")
-def pool() -> Iterator[Pool]:
-    p = Pool()
-    try:
+def pool() -> Iterator[ServerPool]:
+    with module_pool() as p:
         yield p
-    finally:
-        p.close()
 
 
 @dataclass
@@ -145,14 +123,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(params=NAMES)
-def side(request: pytest.FixtureRequest, pool: Pool) -> Side:
+def side(request: pytest.FixtureRequest, pool: ServerPool) -> Side:
     t = TARGETS[request.param]
-    return Side(pool.get(request.param), t.prefix, t)
+    return Side(pool.get(t.kind, t.app, t.args), t.prefix, t)
 
 
 @pytest.fixture
-def ref(pool: Pool) -> Side:
-    return Side(pool.get("granian-rsgi"))
+def ref(pool: ServerPool) -> Side:
+    return Side(pool.get("granian-rsgi", REFERENCE_APP))
 
 
 def key() -> str:
