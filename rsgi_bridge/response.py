@@ -11,7 +11,17 @@ import re
 from enum import Enum
 from typing import NamedTuple
 
-__all__ = ["Head", "Kind", "Response", "check_bytes", "check_path", "check_status", "check_str", "encode_head"]
+__all__ = [
+    "Head",
+    "Kind",
+    "Response",
+    "check_bytes",
+    "check_path",
+    "check_range",
+    "check_status",
+    "check_str",
+    "encode_head",
+]
 
 # RFC 9110 token characters.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

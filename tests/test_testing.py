@@ -434,6 +434,18 @@ def _docs_example(heading: str) -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
+def _pytest_in_user_project(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest run on ``project`` as its own root, with this checkout importable (as an installed package)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args, str(project)],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+
+
 def test_docs_async_client_example_in_a_user_project(tmp_path: Path) -> None:
     """The docs' AsyncTestClient example, as is, in a project whose pytest configuration does not
     set asyncio_mode: pytest-asyncio's default (strict) mode runs it, and it passes."""
@@ -443,15 +455,7 @@ def test_docs_async_client_example_in_a_user_project(tmp_path: Path) -> None:
     (tmp_path / "test_async_example.py").write_text(
         example.replace("from myproject import", "from examples.hello import")
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
+    proc = _pytest_in_user_project(tmp_path, "-rA")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "mode=Mode.STRICT" in proc.stdout, proc.stdout
     assert "1 passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout
@@ -486,27 +490,7 @@ def test_plugin_in_a_user_project(tmp_path: Path) -> None:
             """
         )
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        # -p no:asyncio: pytest-asyncio's own configuration warnings (which vary by version) are not ours
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:asyncio",
-            "-W",
-            "error",
-            str(tmp_path),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
+    # -p no:asyncio: pytest-asyncio's own configuration warnings (which vary by version) are not ours
+    proc = _pytest_in_user_project(tmp_path, "-q", "-p", "no:asyncio", "-W", "error")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 passed" in proc.stdout
