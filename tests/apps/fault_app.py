@@ -7,7 +7,8 @@ Paths it does not know go to ``tests.apps.http_app.app`` (``/bad?case=...``, ``/
 ...). ``/_events`` returns (and clears) what either app observed (exceptions raised by protocol
 calls, cancellations, ...). ``/_stats`` reports ``len(asyncio.all_tasks())``, the tasks running
 bridge or app code, the bridge's in-flight count without the stats request itself (``None``
-under Granian), outcome counters and the bytes the last download has sent so far.
+under Granian), outcome counters and the bytes the last download has sent so far; with
+``?collect=1`` after a garbage collection, with ``?objects=1`` also the live objects.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ async def app(scope: Any, protocol: Any) -> None:
         http_app.EVENTS.clear()
         _json(protocol, out)
     elif path == "/_stats":
+        if q.get("collect"):  # free reference cycles first (hypercorn leaves some per connection)
+            gc.collect()
         tasks = asyncio.all_tasks()
         stats = {
             "tasks": len(tasks),
@@ -80,6 +83,12 @@ async def app(scope: Any, protocol: Any) -> None:
             "counts": dict(COUNTS),
             "sent": PROGRESS["sent"],
         }
+        if q.get("objects"):  # live objects: the bridge's by type, and how many the collector tracks
+            tracked = gc.get_objects()
+            stats["bridge_objects"] = dict(
+                Counter(type(o).__qualname__ for o in tracked if str(type(o).__module__).startswith("rsgi_bridge"))
+            )
+            stats["all_objects"] = len(tracked)
         if q.get("detail"):  # what the tasks are running, for failure messages
             stats["detail"] = Counter(getattr(t.get_coro(), "__qualname__", "?") for t in asyncio.all_tasks())
         if q.get("reset"):
