@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,10 +20,31 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
+def _port_range() -> range:
+    """Where test servers listen: ``RSGI_TEST_PORTS`` ("low-high"), else 10000-32767.
+
+    Below Linux's ephemeral range (32768 and up), so that no client connection's own port is ever
+    the one a server is about to bind; CI gives each Python's session a range of its own, so that
+    sessions running at once never pick the same port (a server found listening is then ours).
+    """
+    low, _, high = os.environ.get("RSGI_TEST_PORTS", "10000-32767").partition("-")
+    return range(int(low), int(high) + 1)
+
+
+_PORTS = _port_range()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port of this session's range that nothing is bound to now."""
+    for _ in range(1000):
+        port = random.choice(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use, or in TIME_WAIT from an earlier server
+            return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 def server_argv(kind: str, app: str, port: int, extra: Sequence[str] = ()) -> list[str]:
