@@ -471,12 +471,14 @@ def test_no_leak_after_1000_aborted_requests(kind: str, request: pytest.FixtureR
         time.sleep(0.5)
         base_fds = fds(server)
 
-        # One measured round of 1,000. The server's collector runs before each measure: hypercorn
-        # leaves every closed connection's objects in reference cycles (its own, the same without
-        # the bridge), and how many of those are still uncollected at a given moment made RSS swing
-        # by +-8 MiB. A leak is what stays reachable, so counting after a collection is exact: the
-        # bridge's own objects must be back to their count before, the server's tracked objects
-        # within noise (a leak of one object per request adds 1,000), and RSS flat.
+        # One measured round of 1,000, counted after a collection in the server: hypercorn leaves
+        # every closed connection's objects in reference cycles (its own, the same without the
+        # bridge). A leak is what stays reachable, so the counts are exact: the bridge's own objects
+        # back to their count before, and within noise (+-20 seen) the collector's tracked objects
+        # and the blocks of Python's allocator (a leak of one object, or of one bytes buffer, per
+        # request adds 1,000). RSS is only a gross bound: it follows the allocator's peak, which
+        # rises with how many aborted connections a loaded machine lets pile up at once (+8 MiB
+        # seen on a busy CI machine with the counts flat).
         base = st("?reset=1&collect=1&objects=1")
         base_rss = rss(server)
         done = asyncio.run(_abort_many(server.port, 1000))
@@ -498,7 +500,8 @@ def test_no_leak_after_1000_aborted_requests(kind: str, request: pytest.FixtureR
 
         assert now["bridge_objects"] == base["bridge_objects"], "bridge objects left behind"
         assert now["all_objects"] - base["all_objects"] < 250, (now["all_objects"], base["all_objects"])
-        assert growth < 4 * MiB, f"RSS grew {growth / MiB:+.1f} MiB over 1,000 aborted requests"
+        assert now["blocks"] - base["blocks"] < 250, (now["blocks"], base["blocks"])
+        assert growth < 24 * MiB, f"RSS grew {growth / MiB:+.1f} MiB over 1,000 aborted requests"
         assert c.get("/hello").text == "hello, world"
 
 

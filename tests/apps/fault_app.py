@@ -17,6 +17,7 @@ import asyncio
 import gc
 import json
 import os
+import sys
 import urllib.parse
 from collections import Counter
 from typing import Any
@@ -89,6 +90,8 @@ async def app(scope: Any, protocol: Any) -> None:
                 Counter(type(o).__qualname__ for o in tracked if str(type(o).__module__).startswith("rsgi_bridge"))
             )
             stats["all_objects"] = len(tracked)
+            del tracked
+            stats["blocks"] = sys.getallocatedblocks()  # every allocation of Python's object allocator
         if q.get("detail"):  # what the tasks are running, for failure messages
             stats["detail"] = Counter(getattr(t.get_coro(), "__qualname__", "?") for t in asyncio.all_tasks())
         if q.get("reset"):
