@@ -79,7 +79,7 @@ def _reviewed(owner: type) -> bool:
     if owner.__module__ != _HTTPTOOLS_MODULE or owner.__name__ != _CYCLE:
         return False
     module = sys.modules.get(owner.__module__)
-    send = owner.__dict__.get("send")
+    send = owner.__dict__.get("send")  # its own, not inherited
     code = getattr(send, "__code__", None)
     if module is None or not isinstance(code, types.CodeType) or not _code_names(code) <= _REVIEWED_SEND_NAMES:
         return False

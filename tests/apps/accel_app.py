@@ -39,7 +39,12 @@ BIG = bytes(range(256)) * 4096  # 1 MiB
 RESPONSES: dict[str, tuple[str, int, list[tuple[str, str]], Any]] = {
     "hello": ("str", 200, [("content-type", "text/plain")], "Hello, world!"),
     "empty": ("empty", 200, [], None),
-    "utf8": ("str", 201, [("x-a", "1"), ("X-Mixed-Case", "Ünïcode"), ("content-type", "text/plain; charset=utf-8")], "héllo"),
+    "utf8": (
+        "str",
+        201,
+        [("x-a", "1"), ("X-Mixed-Case", "Ünïcode"), ("content-type", "text/plain; charset=utf-8")],
+        "héllo",
+    ),
     "bytes": ("bytes", 200, [("content-type", "application/octet-stream")], b"\x00\x01\xff" * 100),
     "big": ("bytes", 200, [("content-type", "application/octet-stream")], BIG),
     "own-length": ("bytes", 200, [("content-length", "5"), ("x-b", "2")], b"abcde"),
