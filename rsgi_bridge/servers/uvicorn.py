@@ -15,16 +15,19 @@ Accelerators (off with ``accelerate=False`` / ``RSGI_BRIDGE_ACCELERATE=0``):
   empty body) goes out in one ``transport.write`` (status line, uvicorn's default headers, the
   app's headers, content-length and body) instead of uvicorn's two, and the cycle is completed as
   uvicorn's own ``send`` completes it. The bytes on the wire are the ones uvicorn writes for the
-  same two messages (``tests/test_accelerator.py`` compares them). Its guards: checked once per
-  cycle type, the class is ``uvicorn.protocols.http.httptools_impl.RequestResponseCycle`` whose
-  ``send`` uses only names this module was written against (uvicorn 0.30-0.54), with the module's
-  ``STATUS_LINE`` table and header patterns; checked per call, ``send`` is that class's own bound
-  ``send``, the response has not started, the client is connected and the transport open, writes
-  are not paused (flow control), the access log is off, the connection is kept alive (a closing
-  one goes through uvicorn, whose ``connection: close`` handling differs between versions), the
-  request is not HEAD, the status is 200-599 but not 204/304, the headers (the app's and uvicorn's
-  defaults) hold no ``connection`` or ``transfer-encoding`` (nor a default ``content-length``),
-  and the body matches the app's content-length. Any failed guard: the generic path runs.
+  same two messages (``tests/test_accelerator.py`` compares them).
+
+  Its guards, checked once per cycle type: the class is
+  ``uvicorn.protocols.http.httptools_impl.RequestResponseCycle`` whose own ``send`` uses only
+  names this module was written against (uvicorn 0.30-0.54), and its module has the
+  ``STATUS_LINE`` table and header patterns. Checked per call: ``send`` is that class's own bound
+  ``send``; the response has not started; the client is connected and the transport open;
+  writes are not paused (flow control); the access log is off; the connection is kept alive (a
+  closing one goes through uvicorn, whose ``connection: close`` handling differs between
+  versions; before 0.53 that includes a request carrying ``connection: close``); the request is
+  not HEAD; the status is 200-599 but not 204/304; the headers (the app's and uvicorn's defaults)
+  hold no ``connection`` or ``transfer-encoding`` (nor a default ``content-length``); the body
+  matches the app's content-length. Any failed guard: the generic path runs.
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ def _reviewed(owner: type) -> bool:
     names, values = getattr(module, "HEADER_RE", None), getattr(module, "HEADER_VALUE_RE", None)
     if not isinstance(table, dict) or not all(type(table.get(s)) is bytes for s in range(200, 600)):
         return False
+    if "CLOSE_HEADER" in _code_names(code) and type(getattr(module, "CLOSE_HEADER", None)) is not tuple:
+        return False
     return hasattr(names, "search") and hasattr(values, "search")
 
 
@@ -98,6 +103,9 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
     send_function = owner.__dict__["send"]
     status_line: dict[int, bytes] = module.STATUS_LINE
     bad_name, bad_value = module.HEADER_RE, module.HEADER_VALUE_RE
+    # Before uvicorn 0.53 a request's ``connection: close`` left the cycle's keep_alive on, and its
+    # send added that header to the response itself (when the request's header list holds it).
+    request_close = module.CLOSE_HEADER if "CLOSE_HEADER" in _code_names(send_function.__code__) else None
     # uvicorn's default headers (date, server, --header): the list it hands each cycle is replaced
     # when the date changes (once a second); its encoded block is kept for the list it was made of.
     defaults: list[Any] = [None, b""]
@@ -134,7 +142,8 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
             status = response.status
             if transport.is_closing() or status in _BODILESS or not 200 <= status <= 599:
                 return False
-            if cycle.scope["method"] == "HEAD":
+            scope = cycle.scope
+            if scope["method"] == "HEAD" or (request_close is not None and request_close in scope["headers"]):
                 return False
             head = response.head
             body = response.body
