@@ -25,7 +25,7 @@ nox.options.default_venv_backend = "uv|virtualenv"  # uv when installed (as .ci/
 # the variable per server itself, so it compares both paths in every session.
 ACCELERATORS_OFF = "3.12"
 # The oldest uvicorn the accelerator's guards accept and the suite supports (pyproject.toml's floor).
-UVICORN_OLDEST = "0.30.0"
+UVICORN_OLDEST = "0.53.0"
 
 
 @nox.session(python=PYTHONS)

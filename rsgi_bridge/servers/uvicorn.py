@@ -19,12 +19,11 @@ Accelerators (off with ``accelerate=False`` / ``RSGI_BRIDGE_ACCELERATE=0``):
 
   Its guards, checked once per cycle type: the class is
   ``uvicorn.protocols.http.httptools_impl.RequestResponseCycle`` whose own ``send`` uses only
-  names this module was written against (uvicorn 0.30-0.54), and its module has the
+  names this module was written against (uvicorn 0.53-0.54), and its module has the
   ``STATUS_LINE`` table and header patterns. Checked per call: ``send`` is that class's own bound
   ``send``; the response has not started; the client is connected and the transport open;
   writes are not paused (flow control); the access log is off; the connection is kept alive (a
-  closing one goes through uvicorn, whose ``connection: close`` handling differs between
-  versions; before 0.53 that includes a request carrying ``connection: close``); the request is
+  closing one, after ``Connection: close`` or on HTTP/1.0, goes through uvicorn); the request is
   not HEAD; the status is 200-599 but not 204/304; the headers (the app's and uvicorn's defaults)
   hold no ``connection`` or ``transfer-encoding`` (nor a default ``content-length``); the body
   matches the app's content-length. Any failed guard: the generic path runs.
@@ -46,17 +45,18 @@ _HTTPTOOLS_MODULE = "uvicorn.protocols.http.httptools_impl"
 _CYCLE = "RequestResponseCycle"
 
 # Every name the httptools cycle's ``send`` (with its nested code) uses in the uvicorn versions
-# write_plain was checked against (0.30.0 to 0.54.0). A ``send`` using another name does
-# something this module does not know about: no acceleration on that uvicorn.
+# write_plain was checked against (0.53.0 and 0.54.0; pyproject.toml's floor is 0.53.0). A ``send``
+# using another name does something this module does not know about: no acceleration on that
+# uvicorn. (Before 0.53, for one, ``send`` itself added ``connection: close`` for a request that
+# carried it, while the cycle's ``keep_alive`` stayed on.)
 _REVIEWED_SEND_NAMES = frozenset(
     {
-        "CLOSE_HEADER", "HEADER_RE", "HEADER_VALUE_RE", "RuntimeError", "STATUS_LINE", "access_log",
-        "access_logger", "append", "bytes", "cast", "chunked_encoding", "close", "decode",
-        "default_headers", "disconnected", "drain", "expected_content_length", "extend", "flow", "get",
-        "get_client_addr", "get_path_with_query_string", "info", "int", "join", "keep_alive", "len",
-        "list", "lower", "message_event", "on_response", "response_complete", "response_started",
-        "scope", "search", "set", "split", "strip", "transport", "waiting_for_100_continue", "write",
-        "write_paused",
+        "HEADER_RE", "HEADER_VALUE_RE", "RuntimeError", "STATUS_LINE", "access_log", "access_logger",
+        "append", "chunked_encoding", "close", "decode", "default_headers", "disconnected", "drain",
+        "expected_content_length", "extend", "flow", "get", "get_client_addr",
+        "get_path_with_query_string", "info", "int", "join", "keep_alive", "len", "list", "lower",
+        "message_event", "on_response", "response_complete", "response_started", "scope", "search",
+        "set", "split", "strip", "transport", "waiting_for_100_continue", "write", "write_paused",
     }
 )  # fmt: skip
 # Header names whose presence changes how uvicorn frames or ends the response.
@@ -90,8 +90,6 @@ def _reviewed(owner: type) -> bool:
     names, values = getattr(module, "HEADER_RE", None), getattr(module, "HEADER_VALUE_RE", None)
     if not isinstance(table, dict) or not all(type(table.get(s)) is bytes for s in range(200, 600)):
         return False
-    if "CLOSE_HEADER" in _code_names(code) and type(getattr(module, "CLOSE_HEADER", None)) is not tuple:
-        return False
     return hasattr(names, "search") and hasattr(values, "search")
 
 
@@ -103,9 +101,6 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
     send_function = owner.__dict__["send"]
     status_line: dict[int, bytes] = module.STATUS_LINE
     bad_name, bad_value = module.HEADER_RE, module.HEADER_VALUE_RE
-    # Before uvicorn 0.53 a request's ``connection: close`` left the cycle's keep_alive on, and its
-    # send added that header to the response itself (when the request's header list holds it).
-    request_close = module.CLOSE_HEADER if "CLOSE_HEADER" in _code_names(send_function.__code__) else None
     # uvicorn's default headers (date, server, --header): the list it hands each cycle is replaced
     # when the date changes (once a second); its encoded block is kept for the list it was made of.
     defaults: list[Any] = [None, b""]
@@ -142,8 +137,7 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
             status = response.status
             if transport.is_closing() or status in _BODILESS or not 200 <= status <= 599:
                 return False
-            scope = cycle.scope
-            if scope["method"] == "HEAD" or (request_close is not None and request_close in scope["headers"]):
+            if cycle.scope["method"] == "HEAD":
                 return False
             head = response.head
             body = response.body
