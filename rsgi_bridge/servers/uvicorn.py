@@ -67,6 +67,7 @@ _BODILESS = (204, 304)
 # with a connection or transfer-encoding header. Bounded.
 _BLOCKS: dict[tuple[tuple[bytes, bytes], ...], bytes | None] = {(): b""}
 _BLOCKS_MAX = 256
+_UNKNOWN = b"not in _BLOCKS"  # a bytes object of its own, told apart by identity
 
 
 def _code_names(code: types.CodeType) -> set[str]:
@@ -106,8 +107,6 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
     defaults: list[Any] = [None, b""]
 
     def default_block(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-        if headers is defaults[0]:
-            return defaults[1]  # type: ignore[no-any-return]
         parts = []
         for name, value in headers:
             if type(name) is not bytes or type(value) is not bytes:
@@ -150,10 +149,13 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
             else:
                 return False
             headers = head.headers
-            block = _BLOCKS[headers] if headers in _BLOCKS else _app_block(headers)
+            block = _BLOCKS.get(headers, _UNKNOWN)
+            if block is _UNKNOWN:
+                block = _app_block(headers)
             if block is None:
                 return False
-            first = default_block(cycle.default_headers)
+            first = cycle.default_headers
+            first = defaults[1] if first is defaults[0] else default_block(first)
             if first is None:
                 return False
             line = status_line[status]
