@@ -218,3 +218,25 @@ def test_a_uvicorn_with_other_internals_is_not_accelerated() -> None:
     NoTable.__module__ = "uvicorn.protocols.http.some_future_impl"
     quirks = seam.quirks_for(NoTable)
     assert quirks is not None and quirks.plain is None and not quirks.body_after_response
+
+
+def test_the_wrap_option_turns_it_off() -> None:
+    """``wrap(app, accelerate=False)`` sends everything through uvicorn's ``send`` even with the variable on."""
+    with Server("uvicorn", "tests.apps.accel_app:asgi_off", HTTPTOOLS, env={"RSGI_BRIDGE_ACCELERATE": "1"}) as off:
+        got = one_by_one(off.port, [(request("GET", "/r/hello"), False), (request("GET", "/r/hello"), False)])
+        assert got.count(b"Hello, world!") == 2
+        assert accelerated(off) == 0
+
+
+def test_the_option_and_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rsgi_bridge import wrap
+    from tests.apps.accel_app import app
+
+    with pytest.raises(TypeError, match="accelerate must be a bool"):
+        wrap(app, accelerate="no")  # type: ignore[arg-type]
+    monkeypatch.setenv("RSGI_BRIDGE_ACCELERATE", "1")
+    assert wrap(app).accelerate is True
+    assert wrap(app, accelerate=False).accelerate is False
+    for off in ("0", "false", "No", " off "):
+        monkeypatch.setenv("RSGI_BRIDGE_ACCELERATE", off)
+        assert wrap(app).accelerate is False, off

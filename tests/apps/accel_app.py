@@ -82,3 +82,4 @@ async def app(scope: Any, proto: Any) -> None:
 
 
 asgi = wrap(app)
+asgi_off = wrap(app, accelerate=False)  # the option, whatever the environment says
