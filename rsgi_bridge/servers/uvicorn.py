@@ -161,10 +161,11 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
             line = status_line[status]
         except (AttributeError, KeyError, TypeError):  # not the cycle it was written against
             return False
-        transport.write(b"".join((line, first, block, length, b"\r\n", body)))
-        # The cycle's state as uvicorn's send leaves it after the start and the last body message.
+        # The cycle's state as uvicorn's send leaves it after the start and the last body message
+        # (started before writing, as uvicorn: should the write raise, no 500 follows on the socket).
         cycle.response_started = True
         cycle.waiting_for_100_continue = False
+        transport.write(b"".join((line, first, block, length, b"\r\n", body)))
         cycle.chunked_encoding = False
         cycle.expected_content_length = 0
         cycle.response_complete = True
