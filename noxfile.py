@@ -12,17 +12,35 @@ import nox
 PYTHONS = ["3.11", "3.12", "3.13"]  # keep in step with requires-python and the classifiers
 
 nox.needs_version = ">=2024.10.9"  # reuse_venv
-nox.options.sessions = ["lint", "docs", *(f"tests-{python}" for python in PYTHONS)]
+nox.options.sessions = ["lint", "docs", *(f"tests-{python}" for python in PYTHONS), "uvicorn-oldest"]
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_venv = "yes"  # a local rerun reuses its venvs; a fresh clone creates them
 nox.options.default_venv_backend = "uv|virtualenv"  # uv when installed (as .ci/run does): much faster
+
+
+# -- issue 16: server accelerators (rsgi_bridge/servers/) ---------------------------------------
+# The suite must pass with every accelerator off as well as on. A fourth whole run would not fit
+# CI's time, so one of the three Python sessions runs with them off (RSGI_BRIDGE_ACCELERATE=0; the
+# server subprocesses inherit it) and the other two with them on. tests/test_accelerator.py sets
+# the variable per server itself, so it compares both paths in every session.
+ACCELERATORS_OFF = "3.12"
+# The oldest uvicorn the accelerator's guards accept and the suite supports (pyproject.toml's floor).
+UVICORN_OLDEST = "0.53.0"
 
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The whole suite on one interpreter (extra pytest arguments after ``--``)."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", *session.posargs)
+    env = {"RSGI_BRIDGE_ACCELERATE": "0"} if session.python == ACCELERATORS_OFF else {}
+    session.run("python", "-m", "pytest", *session.posargs, env=env)
+
+
+@nox.session(name="uvicorn-oldest", python=PYTHONS[0])
+def uvicorn_oldest(session: nox.Session) -> None:
+    """uvicorn's bytes with and without the bridge's accelerator, on the oldest supported uvicorn (~10 s)."""
+    session.install("-e", ".[test]", f"uvicorn[standard]=={UVICORN_OLDEST}")
+    session.run("python", "-m", "pytest", "tests/test_accelerator.py", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0])

@@ -10,6 +10,7 @@ from typing import Any
 from .connection import ASGIReceive, ASGISend, logger
 from .http import Exchange
 from .lifecycle import FAILED, NEW, RUNNING, STARTING, Lifecycle, Untracked
+from .servers import accelerate_default
 from .websocket import deny_websocket, serve_websocket
 
 __all__ = ["RSGIBridge", "detect_interface", "wrap"]
@@ -62,6 +63,7 @@ class RSGIBridge:
         chunk_size: int = 65536,
         interface: str = "auto",
         header_decoding: str = "granian",
+        accelerate: bool = True,
     ) -> None:
         if interface not in ("auto", "rsgi", "asgi"):
             raise ValueError(f"interface must be 'auto', 'rsgi' or 'asgi', not {interface!r}")
@@ -75,6 +77,10 @@ class RSGIBridge:
         self.chunk_size = chunk_size
         self.header_decoding = header_decoding
         self._latin1 = header_decoding == "latin-1"
+        if not isinstance(accelerate, bool):
+            raise TypeError(f"accelerate must be a bool, not {type(accelerate).__name__}")
+        # Server accelerators (rsgi_bridge/servers/): on unless turned off here or by RSGI_BRIDGE_ACCELERATE=0.
+        self.accelerate = accelerate and accelerate_default()
         self._rsgi: Callable[[Any, Any], Awaitable[Any]] | None = None
         self._asgi: Callable[[Any, ASGIReceive, ASGISend], Awaitable[None]] | None = None
         if kind == "rsgi":
@@ -105,9 +111,11 @@ class RSGIBridge:
                 if self._asgi is not None:
                     await self._asgi(scope, receive, send)
                 elif kind == "http":
-                    await Exchange(scope, receive, send, task, self.chunk_size, self._latin1).run(self._rsgi)  # type: ignore[arg-type]
+                    await Exchange(
+                        scope, receive, send, task, self.chunk_size, self._latin1, self.accelerate
+                    ).run(self._rsgi)  # type: ignore[arg-type]
                 else:
-                    await serve_websocket(self._rsgi, scope, receive, send, life.websockets)  # type: ignore[arg-type]
+                    await serve_websocket(self._rsgi, scope, receive, send, life.websockets, self.accelerate)  # type: ignore[arg-type]
             finally:
                 del tasks[key]
                 if not tasks and life.idle is not None:
@@ -172,6 +180,7 @@ def wrap(
     chunk_size: int = 65536,
     interface: str = "auto",
     header_decoding: str = "granian",
+    accelerate: bool = True,
 ) -> RSGIBridge:
     """Wrap an RSGI application as an ASGI 3 application.
 
@@ -182,6 +191,10 @@ def wrap(
     ``header_decoding``: ``"granian"`` leaves request header values that are not visible ASCII
     out of ``scope.headers``, as Granian does; ``"latin-1"`` shows them decoded as latin-1.
     Timeouts accept ``None`` for no bound.
+    ``accelerate``: let server-specific accelerators (``rsgi_bridge/servers/``, e.g. uvicorn's
+    one-write plain responses) take over where their guards allow; ``False``, or the environment
+    variable ``RSGI_BRIDGE_ACCELERATE=0``, turns them all off and every response goes through
+    plain ASGI ``send`` (the workarounds that keep behaviour correct on a server stay on).
 
     ``app`` may also be an import string, ``"module:attribute"`` (the attribute may be dotted),
     naming the RSGI app; a bad one is a :class:`~rsgi_bridge.imports.TargetError` (a
@@ -200,4 +213,5 @@ def wrap(
         chunk_size=chunk_size,
         interface=interface,
         header_decoding=header_decoding,
+        accelerate=accelerate,
     )

@@ -19,7 +19,6 @@ __all__ = [
     "contain",
     "log_app_error",
     "logger",
-    "uvicorn_owner",
 ]
 
 logger = logging.getLogger("rsgi_bridge")
@@ -94,24 +93,3 @@ def log_app_error(scope: ASGIScope, exc: BaseException, what: str = "") -> None:
         scope.get("path", ""),
         exc_info=exc,
     )
-
-
-_UVICORN_TYPES: dict[tuple[type, str], bool] = {}
-
-
-def uvicorn_owner(send: Any, kind: str) -> Any:
-    """The uvicorn object ``send`` is a bound method of, if its class is in ``uvicorn.protocols.<kind>``.
-
-    Server-specific fast paths use it; for any other ``send`` (another server, a middleware's
-    wrapper) it gives None and the generic path runs.
-    """
-    owner = getattr(send, "__self__", None)
-    if owner is None:
-        return None
-    key = (type(owner), kind)
-    ok = _UVICORN_TYPES.get(key)
-    if ok is None:
-        ok = type(owner).__module__.startswith(f"uvicorn.protocols.{kind}.")
-        if len(_UVICORN_TYPES) < 64:
-            _UVICORN_TYPES[key] = ok
-    return owner if ok else None

@@ -68,6 +68,7 @@ class Exchange:
     """One HTTP request: the app's protocol, the committed response and its delivery."""
 
     __slots__ = (
+        "_accelerate",
         "_delivery",
         "_loop",
         "_receive",
@@ -95,8 +96,10 @@ class Exchange:
         task: asyncio.Task[Any] | None = None,
         chunk_size: int = 65536,
         latin1_headers: bool = False,
+        accelerate: bool = True,
     ) -> None:
         self._scope = scope
+        self._accelerate = accelerate  # the server's accelerators may deliver (servers/)
         self._send = send
         self._receive = receive
         self._loop = task.get_loop() if task is not None else asyncio.get_running_loop()
@@ -231,6 +234,8 @@ class Exchange:
         if not 200 <= status <= 599 and not self._startable(status):
             await self._answer_500()
             return
+        if self._accelerate and not self._running and not self.is_head and self._accelerated(r):
+            return
         head = r.head
         headers = list(r.head.headers)
         body = r.body
@@ -255,6 +260,24 @@ class Exchange:
             await send({"type": "http.response.body", "body": body})
         except Exception as exc:
             self._send_failed(exc, "http.response.body")
+
+    def _accelerated(self, r: Response) -> bool:
+        """Deliver PLAIN ``r`` through the server's accelerator, if it has one and its guards pass.
+
+        Whether it did; if not, nothing was sent and the generic path delivers ``r``. A server error
+        while writing ends the exchange as on the generic path (logged, never raised).
+        """
+        write = quirks_of(self._send).plain
+        if write is None:
+            return False
+        try:
+            if not write(self._send, r):
+                return False
+        except Exception as exc:
+            self._send_failed(exc, "http.response (accelerated)")
+            return True
+        self.phase = DONE
+        return True
 
     async def _deliver_file(self, r: Response) -> None:
         if self.phase is not COMMITTED:  # delivered already

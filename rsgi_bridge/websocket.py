@@ -17,9 +17,9 @@ from .connection import (
     check_str,
     contain,
     logger,
-    uvicorn_owner,
 )
 from .errors import ProtocolClosed, ProtocolError
+from .servers import quirks_of
 
 __all__ = [
     "WebsocketMessage",
@@ -105,15 +105,17 @@ async def deny_websocket(scope: ASGIScope, receive: ASGIReceive, send: ASGISend,
 class WebsocketProtocol(Connection):
     """The ``protocol`` object an RSGI app receives for one websocket.
 
-    On uvicorn, whose sends raise once the client has left, ``receive()`` reads straight
-    from ASGI ``receive()``. Elsewhere, after ``accept()`` a watcher task owns ASGI
-    ``receive()``: it buffers incoming messages (bounded) and notices the client leaving
-    even while the app only sends, since those servers drop sends to a departed client
-    silently. A second task receiving concurrently also gets the watcher.
+    Generically, after ``accept()`` a watcher task owns ASGI ``receive()``: it buffers
+    incoming messages (bounded) and notices the client leaving even while the app only
+    sends, since most servers drop sends to a departed client silently. On a server whose
+    sends raise once the client has left (an accelerator, ``servers/``: uvicorn),
+    ``receive()`` reads straight from ASGI ``receive()`` instead. A second task receiving
+    concurrently also gets the watcher.
     """
 
     __slots__ = (
         "__weakref__",
+        "_accelerate",
         "_away",
         "_close_error",
         "_close_seen",
@@ -140,8 +142,10 @@ class WebsocketProtocol(Connection):
         receive: ASGIReceive,
         send: ASGISend,
         sessions: set[WebsocketProtocol] | None = None,
+        accelerate: bool = True,
     ) -> None:
         super().__init__(scope, receive, send)
+        self._accelerate = accelerate  # the server's accelerators may apply (servers/)
         # The bridge's set of open sessions (for close_websockets at shutdown).
         self._sessions = sessions
         self._state = 0  # 0: open; 1: a close() is waiting to be sent; 2: sent (or being sent)
@@ -172,12 +176,12 @@ class WebsocketProtocol(Connection):
             raise ProtocolClosed("the client disconnected before the handshake completed")
         try:
             await self._send({"type": "websocket.accept"})
-        except OSError as exc:  # uvicorn: the client left meanwhile
+        except OSError as exc:  # a server whose sends raise: the client left meanwhile
             self._gone = True
             raise ProtocolClosed("the client disconnected before the handshake completed") from exc
         if self._sessions is not None:
             self._sessions.add(self)
-        if uvicorn_owner(self._send, "websockets") is None:  # uvicorn's sends raise once the client left
+        if not quirks_of(self._send, self._accelerate).websocket_sends_raise:
             self._start_watch()
         return WebsocketTransport(self)
 
@@ -248,7 +252,7 @@ class WebsocketProtocol(Connection):
     async def _flush_quietly(self) -> None:
         try:
             await self.flush()
-        except Exception as exc:  # finish() hands it to the server (daphne then closes with 1011 itself)
+        except Exception as exc:  # finish() hands it to the server (which then closes with 1011 itself)
             logger.debug("closing the websocket failed: %r", exc)
             self._close_error = exc
 
@@ -274,8 +278,9 @@ class WebsocketProtocol(Connection):
             except (OSError, RuntimeError) as exc:
                 logger.debug("websocket close failed: %r", exc)
             except Exception:
-                # daphne accepts only 1000 and 3000-4999; for an app error (1011) let the server
-                # see the failure (daphne then closes with 1011 itself), otherwise fall back to 1000.
+                # The server refused the code (servers/daphne.py: some accept only 1000 and
+                # 3000-4999). For an app error (1011) let the server see the failure (it then
+                # closes with 1011 itself), otherwise fall back to 1000.
                 if code in (1000, 1011):
                     raise
                 logger.debug("the server refused close code %d; closing with 1000", code)
@@ -316,7 +321,7 @@ class WebsocketProtocol(Connection):
     async def _receive_message(self) -> WebsocketMessage:
         if self._watcher is not None or self._receiving or self._state or self._phase != _OPEN or self._gone:
             return await self._receive_other()
-        # Straight from the server (the common case on uvicorn).
+        # Straight from the server (the common case where sends raise once the client left).
         self._receiving = True
         try:
             while True:
@@ -379,7 +384,7 @@ class WebsocketProtocol(Connection):
             raise ProtocolClosed("the client disconnected")
         try:
             await self._send(message)
-        except (OSError, RuntimeError) as exc:  # uvicorn raises once the socket is gone
+        except (OSError, RuntimeError) as exc:  # some servers raise once the socket is gone
             self._gone = True
             if self._ready is not None:
                 self._ready.set()
@@ -452,9 +457,12 @@ async def serve_websocket(
     receive: ASGIReceive,
     send: ASGISend,
     sessions: set[WebsocketProtocol] | None = None,
+    accelerate: bool = True,
 ) -> None:
-    """Run one RSGI websocket session over ASGI; ``sessions`` tracks it while open."""
-    proto = WebsocketProtocol(scope, receive, send, sessions)
+    """Run one RSGI websocket session over ASGI; ``sessions`` tracks it while open.
+
+    ``accelerate``: the server's accelerators (``servers/``) may apply."""
+    proto = WebsocketProtocol(scope, receive, send, sessions, accelerate)
     error: BaseException | None = None
     try:
         await app(proto.scope, proto)

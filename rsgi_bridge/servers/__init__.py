@@ -1,32 +1,71 @@
-"""What the bridge must know about particular ASGI servers: the one place that names one.
+"""What the bridge knows about particular ASGI servers: the one place that names one.
 
-The core speaks ASGI. Where a server departs from what ASGI lets an app expect, its module here
-says how (:class:`Quirks`), and the core asks :func:`quirks_of` for the ``send`` it was given,
-once per type of its owner (cached). Any ``send`` this does not recognise, a middleware's
-wrapper included, gets :data:`GENERIC`: plain ASGI.
+The core speaks ASGI. For the ``send`` (or ``receive``) it was given it asks :func:`quirks_of`,
+which looks at the type of the object that callable is bound to, once per type (cached), and
+answers with that server's :class:`Quirks`. Any callable this does not recognise, a middleware's
+wrapper included, gets :data:`GENERIC`: plain ASGI. Each server has a module here (``uvicorn.py``,
+``daphne.py``) saying what it knows.
+
+A :class:`Quirks` holds two kinds of knowledge:
+
+- **workarounds**, which keep behaviour correct on a server that departs from what ASGI lets an
+  app expect (uvicorn cannot send a status above 599, drops the request body once the response
+  is complete; daphne must not be handed an exception after the response started). They are
+  always on: turning one off would make the bridge wrong on that server.
+- **accelerators**, optimisations over a generic path that is correct alone: a way to write a
+  plain response in one step, a websocket that can be read without a watcher task. They are off
+  with ``wrap(app, accelerate=False)`` or the environment variable ``RSGI_BRIDGE_ACCELERATE=0``,
+  and the bridge then behaves the same (the test suite passes either way).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["GENERIC", "Quirks", "quirks_of"]
+from ..response import Response
+
+__all__ = ["ACCELERATE_ENV", "GENERIC", "PlainAccelerator", "Quirks", "accelerate_default", "quirks_of"]
+
+# ``RSGI_BRIDGE_ACCELERATE=0`` (or false/no/off) turns every accelerator off, as ``accelerate=False``.
+ACCELERATE_ENV = "RSGI_BRIDGE_ACCELERATE"
+
+# Called with ``send`` and a committed PLAIN ``Response`` whose status and headers the bridge has
+# checked (200-599, no CR/LF): writes the response straight to the server, as that server's
+# ``send`` would put it on the wire, and completes the server's request cycle as its ``send``
+# would. Returns False, having done nothing, when one of its guards fails: the generic ``send``
+# path then delivers the response. Never raises for a guard.
+PlainAccelerator = Callable[[Any, Response], bool]
 
 
 @dataclass(frozen=True)
 class Quirks:
-    """How the server behind one ``send`` differs from plain ASGI."""
+    """How the server behind one ``send`` differs from plain ASGI, and what can go faster on it."""
 
+    # Workarounds (always on).
     max_status: int = 999  # the highest response status it can send
     aborts: bool = True  # an exception from the app after the response started aborts that response
     body_after_response: bool = True  # receive() still gives the request body once the response is complete
+    # Accelerators (off with accelerate=False / RSGI_BRIDGE_ACCELERATE=0).
+    plain: PlainAccelerator | None = None  # writes a whole plain HTTP response in one step
+    websocket_sends_raise: bool = False  # a websocket send raises once the client left: no watcher task needed
+
+    def without_accelerators(self) -> Quirks:
+        """These quirks with every accelerator off (the workarounds stay)."""
+        return replace(self, plain=None, websocket_sends_raise=False)
 
 
 GENERIC = Quirks()
 
-_KNOWN: dict[type, Quirks] = {}
+_KNOWN: dict[tuple[type, bool], Quirks] = {}
 _KNOWN_MAX = 64
+
+
+def accelerate_default() -> bool:
+    """Whether accelerators are on by default: unless ``RSGI_BRIDGE_ACCELERATE`` is 0/false/no/off."""
+    return os.environ.get(ACCELERATE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _owner(send: Any) -> Any:
@@ -37,18 +76,22 @@ def _owner(send: Any) -> Any:
     return owner
 
 
-def quirks_of(send: Any) -> Quirks:
-    """The :class:`Quirks` of the server behind ``send`` (or ``receive``)."""
-    key = type(_owner(send))
+def quirks_of(send: Any, accelerate: bool = True) -> Quirks:
+    """The :class:`Quirks` of the server behind ``send`` (or ``receive``); with its accelerators if ``accelerate``."""
+    key = (type(_owner(send)), accelerate)
     found = _KNOWN.get(key)
     if found is None:
         from . import daphne, uvicorn
 
-        module = key.__module__
+        owner_type = key[0]
         found = GENERIC
         for server in (uvicorn, daphne):
-            if server.owns(module):
-                found = server.QUIRKS
+            known = server.quirks_for(owner_type)
+            if known is not None:
+                found = known
+                break
+        if not accelerate:
+            found = found.without_accelerators()
         if len(_KNOWN) < _KNOWN_MAX:
             _KNOWN[key] = found
     return found

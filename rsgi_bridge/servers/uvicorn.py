@@ -1,16 +1,202 @@
-"""uvicorn (httptools and h11 protocols)."""
+"""uvicorn: its HTTP protocols (httptools and h11) and its websocket protocols.
+
+Workarounds (always on):
+
+- Its status-line tables stop at 599, and it fails on a higher status only after marking the
+  response started (no 500 can follow): the bridge answers 500 before trying.
+- Its ``receive()`` answers ``http.disconnect`` once the response is complete, dropping any
+  request body the app has not read yet: the bridge takes the body in first.
+
+Accelerators (off with ``accelerate=False`` / ``RSGI_BRIDGE_ACCELERATE=0``):
+
+- Its websocket sends raise once the client left, so a session can read ``receive()`` directly,
+  with no watcher task noticing the departure.
+- :func:`write_plain`: on the httptools protocol's request cycle, a plain response (bytes, str or
+  empty body) goes out in one ``transport.write`` (status line, uvicorn's default headers, the
+  app's headers, content-length and body) instead of uvicorn's two, and the cycle is completed as
+  uvicorn's own ``send`` completes it. The bytes on the wire are the ones uvicorn writes for the
+  same two messages (``tests/test_accelerator.py`` compares them).
+
+  Its guards, checked once per cycle type: the class is
+  ``uvicorn.protocols.http.httptools_impl.RequestResponseCycle`` whose own ``send`` uses only
+  names this module was written against (uvicorn 0.53-0.54), and its module has the
+  ``STATUS_LINE`` table and header patterns. Checked per call: ``send`` is that class's own bound
+  ``send``; the response has not started; the client is connected and the transport open;
+  writes are not paused (flow control); the access log is off; the connection is kept alive (a
+  closing one, after ``Connection: close`` or on HTTP/1.0, goes through uvicorn); the request is
+  not HEAD; the status is 200-599 but not 204/304; the headers (the app's and uvicorn's defaults)
+  hold no ``connection`` or ``transfer-encoding`` (nor a default ``content-length``); the body
+  matches the app's content-length. Any failed guard: the generic path runs.
+"""
 
 from __future__ import annotations
 
-from . import Quirks
+import sys
+import types
+from typing import Any
 
-# Its status-line tables stop at 599, and it fails on a higher status only after marking the
-# response started (no 500 can follow): the bridge answers 500 before trying.
-# Its receive() answers http.disconnect once the response is complete, dropping any request body
-# the app has not read yet.
-QUIRKS = Quirks(max_status=599, body_after_response=False)
+from ..response import Response
+from . import PlainAccelerator, Quirks
+
+HTTP_QUIRKS = Quirks(max_status=599, body_after_response=False)
+WEBSOCKET_QUIRKS = Quirks(websocket_sends_raise=True)
+
+_HTTPTOOLS_MODULE = "uvicorn.protocols.http.httptools_impl"
+_CYCLE = "RequestResponseCycle"
+
+# Every name the httptools cycle's ``send`` (with its nested code) uses in the uvicorn versions
+# write_plain was checked against (0.53.0 and 0.54.0; pyproject.toml's floor is 0.53.0). A ``send``
+# using another name does something this module does not know about: no acceleration on that
+# uvicorn. (Before 0.53, for one, ``send`` itself added ``connection: close`` for a request that
+# carried it, while the cycle's ``keep_alive`` stayed on.)
+_REVIEWED_SEND_NAMES = frozenset(
+    {
+        "HEADER_RE", "HEADER_VALUE_RE", "RuntimeError", "STATUS_LINE", "access_log", "access_logger",
+        "append", "chunked_encoding", "close", "decode", "default_headers", "disconnected", "drain",
+        "expected_content_length", "extend", "flow", "get", "get_client_addr",
+        "get_path_with_query_string", "info", "int", "join", "keep_alive", "len", "list", "lower",
+        "message_event", "on_response", "response_complete", "response_started", "scope", "search",
+        "set", "split", "strip", "transport", "waiting_for_100_continue", "write", "write_paused",
+    }
+)  # fmt: skip
+# Header names whose presence changes how uvicorn frames or ends the response.
+_FRAMING = frozenset({b"connection", b"transfer-encoding", b"content-length"})
+_BODILESS = (204, 304)
+
+# Encoded header blocks of the app's header sets (tuples of bytes, immutable): None for a set
+# with a connection or transfer-encoding header. Bounded.
+_BLOCKS: dict[tuple[tuple[bytes, bytes], ...], bytes | None] = {(): b""}
+_BLOCKS_MAX = 256
+_UNKNOWN = b"not in _BLOCKS"  # a bytes object of its own, told apart by identity
 
 
-def owns(module: str) -> bool:
-    """Whether a ``send``/``receive`` bound to an object of ``module`` is uvicorn's HTTP one."""
-    return module.startswith("uvicorn.protocols.http.")
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _reviewed(owner: type) -> bool:
+    """Whether ``owner`` is the httptools request cycle write_plain was written against."""
+    if owner.__module__ != _HTTPTOOLS_MODULE or owner.__name__ != _CYCLE:
+        return False
+    module = sys.modules.get(owner.__module__)
+    send = owner.__dict__.get("send")  # its own, not inherited
+    code = getattr(send, "__code__", None)
+    if module is None or not isinstance(code, types.CodeType) or not _code_names(code) <= _REVIEWED_SEND_NAMES:
+        return False
+    table = getattr(module, "STATUS_LINE", None)
+    names, values = getattr(module, "HEADER_RE", None), getattr(module, "HEADER_VALUE_RE", None)
+    if not isinstance(table, dict) or not all(type(table.get(s)) is bytes for s in range(200, 600)):
+        return False
+    return hasattr(names, "search") and hasattr(values, "search")
+
+
+def _plain_writer(owner: type) -> PlainAccelerator | None:
+    """write_plain for ``owner``'s instances if its guards accept the type, else None."""
+    if not _reviewed(owner):
+        return None
+    module = sys.modules[owner.__module__]
+    send_function = owner.__dict__["send"]
+    status_line: dict[int, bytes] = module.STATUS_LINE
+    bad_name, bad_value = module.HEADER_RE, module.HEADER_VALUE_RE
+    # uvicorn's default headers (date, server, --header): the list it hands each cycle is replaced
+    # when the date changes (once a second); its encoded block is kept for the list it was made of.
+    defaults: list[Any] = [None, b""]
+
+    def default_block(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+        parts = []
+        for name, value in headers:
+            if type(name) is not bytes or type(value) is not bytes:
+                return None
+            if bad_name.search(name) or bad_value.search(value) or name.lower() in _FRAMING:
+                return None  # uvicorn would refuse it, or it changes the framing: its own send handles that
+            parts.append(b"%s: %s\r\n" % (name.lower(), value))
+        block = b"".join(parts)
+        defaults[0], defaults[1] = headers, block
+        return block
+
+    def write_plain(send: Any, response: Response) -> bool:
+        """Write ``response`` on ``send``'s cycle in one step as uvicorn would; False (did nothing) if a guard fails."""
+        try:
+            if send.__func__ is not send_function:  # a partial, or a subclass overriding send
+                return False
+            cycle = send.__self__
+            if (
+                cycle.response_started
+                or cycle.disconnected
+                or cycle.access_log
+                or not cycle.keep_alive
+                or cycle.flow.write_paused
+            ):
+                return False
+            transport = cycle.transport
+            status = response.status
+            if transport.is_closing() or status in _BODILESS or not 200 <= status <= 599:
+                return False
+            if cycle.scope["method"] == "HEAD":
+                return False
+            head = response.head
+            body = response.body
+            if head.chunked:
+                return False
+            if head.length is None:
+                length = b"content-length: %d\r\n" % len(body)
+            elif head.length == len(body):
+                length = b""
+            else:
+                return False
+            headers = head.headers
+            block = _BLOCKS.get(headers, _UNKNOWN)
+            if block is _UNKNOWN:
+                block = _app_block(headers)
+            if block is None:
+                return False
+            first = cycle.default_headers
+            first = defaults[1] if first is defaults[0] else default_block(first)
+            if first is None:
+                return False
+            line = status_line[status]
+        except (AttributeError, KeyError, TypeError):  # not the cycle it was written against
+            return False
+        # The cycle's state as uvicorn's send leaves it after the start and the last body message
+        # (started before writing, as uvicorn: should the write raise, no 500 follows on the socket).
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        transport.write(b"".join((line, first, block, length, b"\r\n", body)))
+        cycle.chunked_encoding = False
+        cycle.expected_content_length = 0
+        cycle.response_complete = True
+        cycle.message_event.set()
+        cycle.on_response()
+        return True
+
+    return write_plain
+
+
+def _app_block(headers: tuple[tuple[bytes, bytes], ...]) -> bytes | None:
+    """The app's encoded headers (names lower-case, checked by the bridge) as uvicorn writes them."""
+    parts = []
+    for name, value in headers:
+        if name == b"connection" or name == b"transfer-encoding":
+            block = None
+            break
+        parts.append(b"%s: %s\r\n" % (name, value))
+    else:
+        block = b"".join(parts)
+    if len(_BLOCKS) < _BLOCKS_MAX:
+        _BLOCKS[headers] = block
+    return block
+
+
+def quirks_for(owner: type) -> Quirks | None:
+    """uvicorn's quirks for a ``send``/``receive`` bound to an ``owner`` object, or None if not uvicorn's."""
+    module = owner.__module__
+    if module.startswith("uvicorn.protocols.http."):
+        plain = _plain_writer(owner)
+        return HTTP_QUIRKS if plain is None else Quirks(max_status=599, body_after_response=False, plain=plain)
+    if module.startswith("uvicorn.protocols.websockets."):
+        return WEBSOCKET_QUIRKS
+    return None
