@@ -178,16 +178,22 @@ class Exchange:
         if self.phase is COMMITTED and failed:  # failed before its stream's headers left: a clean 500
             await self._answer_500()
             return
-        await self._start_stream()
-        if self.phase is not STARTED:
-            return
+        if self.phase is not STARTED:  # the app's sends started it already in the common case
+            await self._start_stream()
+            if self.phase is not STARTED:
+                return
         if error is not None:
             await self._abort(error)
             return
-        await self._stream_released()
+        ref = self._stream
+        if ref is not None and ref() is not None:  # the app left its transport to someone else
+            await self._stream_released()
         if self.phase is STARTED and not self.inbound.gone:
             self.phase = DONE
-            await self._send_body(b"", False)
+            try:  # inline, not through _send_body: once per stream (benchmarks/instructions.py)
+                await self._send({"type": "http.response.body", "body": b""})
+            except Exception as exc:
+                self._send_failed(exc, "http.response.body")
         self.phase = DONE
 
     def _close(self) -> None:
@@ -375,8 +381,9 @@ class Exchange:
         """One chunk of a streamed response, from the app's transport."""
         if self.phase is not STARTED:
             await self._start_stream()
-        if self.phase is not STARTED or self.inbound.gone:
-            raise ProtocolClosed("the client disconnected" if self.inbound.gone else "the response is over")
+        inbound = self.inbound
+        if self.phase is not STARTED or inbound.gone:
+            raise ProtocolClosed("the client disconnected" if inbound.gone else "the response is over")
         if not data:
             return
         length = self._response.head.length  # type: ignore[union-attr]
@@ -389,7 +396,7 @@ class Exchange:
             # Sends to a departed client are dropped silently: from the second send on, a reader task
             # watches for it (a stream of one send, like an echo, ends before it could matter; the
             # task costs ~10k instructions, benchmarks/instructions.py).
-            self.inbound.watch()
+            inbound.watch()
         try:  # the send inline, not through _send_body: once per chunk
             await self._send({"type": "http.response.body", "body": data, "more_body": True})
         except Exception as exc:
