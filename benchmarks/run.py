@@ -3,7 +3,8 @@
 
 Runs the work of ``benchmarks/apps.py`` four ways -- native ASGI on uvicorn, the RSGI app
 wrapped by ``rsgi_bridge.wrap`` on uvicorn, the RSGI app on Granian and a Starlette
-equivalent on uvicorn -- side by side, in alternating order, with ``wrk`` as the load
+equivalent on uvicorn -- side by side, in alternating order (and the Emmett55 peers: one Emmett55
+app through its own ASGI interface and as RSGI through the bridge, both on uvicorn), with ``wrk`` as the load
 generator (websockets: a small asyncio client in this file). Server and load generator
 are pinned to different CPUs with ``taskset`` when it exists.
 
