@@ -381,7 +381,7 @@ class Exchange:
         """One chunk of a streamed response, from the app's transport."""
         if self.phase is not STARTED:
             await self._start_stream()
-        inbound = self.inbound
+        inbound = self._inbound or self.inbound  # the property's call only once per stream: this runs per chunk
         if self.phase is not STARTED or inbound.gone:
             raise ProtocolClosed("the client disconnected" if inbound.gone else "the response is over")
         if not data:
