@@ -4,6 +4,8 @@
 * ``rsgi_app``      -- the same work as an RSGI app (served natively by Granian).
 * ``bridged_app``   -- ``rsgi_bridge.wrap(rsgi_app)`` (served by uvicorn).
 * ``starlette_app`` -- a Starlette equivalent, for context.
+* ``emmett_asgi`` / ``emmett_bridged`` -- ``GET /plain`` and ``POST /echo`` in Emmett55, through
+  Emmett's own ASGI interface and as RSGI through the bridge (peers: the same framework app).
 
 Routes (identical bytes on the wire for the ASGI/RSGI versions):
 
@@ -234,6 +236,44 @@ def _compare_app() -> Any:
 
 
 compare_app = _compare_app()
+
+# -- Emmett55 (peers: the same framework app through its own ASGI interface and as RSGI) ----------
+
+
+def _make_emmett() -> Any:
+    """``GET /plain`` and ``POST /echo`` in Emmett55, for its two interfaces side by side."""
+    from emmett55 import App, request, response
+
+    root = os.path.join(tempfile.gettempdir(), "rsgi-bridge-bench-emmett55")  # Emmett writes logs/ there
+    os.makedirs(root, exist_ok=True)
+    app = App(__name__, root_path=root)
+
+    @app.route("/plain", output="bytes")
+    async def plain() -> bytes:
+        response.content_type = "text/plain"
+        return PLAIN
+
+    @app.route("/echo", methods=["post"], output="bytes")
+    async def echo() -> bytes:
+        body: bytes = await request.body
+        response.content_type = "application/octet-stream"
+        return body
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """The Emmett55 peers, made on first use (Emmett is imported only by the servers that serve it).
+
+    ``emmett_asgi``: the app through Emmett's own ASGI interface; ``emmett_bridged``: the same app
+    as RSGI through ``rsgi_bridge.wrap``; ``emmett_rsgi``: the RSGI app itself (Granian).
+    """
+    if name not in ("emmett_rsgi", "emmett_asgi", "emmett_bridged"):
+        raise AttributeError(name)
+    app = globals().get("emmett_rsgi") or _make_emmett()
+    globals().update(emmett_rsgi=app, emmett_asgi=app, emmett_bridged=rsgi_bridge.wrap(app))
+    return globals()[name]
+
 
 # -- Starlette ----------------------------------------------------------------------
 

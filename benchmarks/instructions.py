@@ -26,6 +26,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))  # the rsgi_bridge of this checkout, not an installed one
 
 
 def serve(app_name: str, workload: str, n: int) -> None:
@@ -54,6 +55,7 @@ def count(app_name: str, workload: str, n: int, compare: str = "") -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
         env = {**os.environ, "RSGI_BENCH_COMPARE": compare} if compare else dict(os.environ)
+        env["PYTHONHASHSEED"] = "0"  # the same dict layouts in every run: counts repeat to a few instructions
         argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__]
         argv += ["--serve", app_name, "-w", workload, "-n", str(n)]
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)

@@ -35,6 +35,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))  # the rsgi_bridge of this checkout, not an installed one
 
 import apps  # noqa: E402
 

@@ -3,7 +3,8 @@
 
 Runs the work of ``benchmarks/apps.py`` four ways -- native ASGI on uvicorn, the RSGI app
 wrapped by ``rsgi_bridge.wrap`` on uvicorn, the RSGI app on Granian and a Starlette
-equivalent on uvicorn -- side by side, in alternating order, with ``wrk`` as the load
+equivalent on uvicorn -- side by side, in alternating order (and the Emmett55 peers: one Emmett55
+app through its own ASGI interface and as RSGI through the bridge, both on uvicorn), with ``wrk`` as the load
 generator (websockets: a small asyncio client in this file). Server and load generator
 are pinned to different CPUs with ``taskset`` when it exists.
 
@@ -55,6 +56,8 @@ class ServerSpec:
     kind: str  # "uvicorn" or "granian"
     target: str
     compare: str = ""  # --compare: directory of another copy of the rsgi_bridge package to wrap with
+    peer: bool = False  # serves the Emmett55 peer workloads only (and only it serves them)
+    options: tuple[str, ...] = ()  # more server options
 
 
 SERVERS = {
@@ -62,7 +65,22 @@ SERVERS = {
     "bridge": ServerSpec("bridge", "RSGI via rsgi-bridge / uvicorn", "uvicorn", "apps:bridged_app"),
     "granian": ServerSpec("granian", "RSGI / Granian", "granian", "apps:rsgi_app"),
     "starlette": ServerSpec("starlette", "Starlette / uvicorn", "uvicorn", "apps:starlette_app"),
+    # Peers: the same Emmett55 app through its own ASGI interface, and as RSGI through the bridge.
+    # (Emmett's App.__call__ is not an ``async def``: uvicorn would take it for ASGI 2 without --interface.)
+    "emmett-asgi": ServerSpec(
+        "emmett-asgi",
+        "Emmett55 ASGI / uvicorn",
+        "uvicorn",
+        "apps:emmett_asgi",
+        peer=True,
+        options=("--interface", "asgi3"),
+    ),
+    "emmett-bridge": ServerSpec(
+        "emmett-bridge", "Emmett55 RSGI via rsgi-bridge / uvicorn", "uvicorn", "apps:emmett_bridged", peer=True
+    ),
 }
+# For each kind of workload: the server the others are compared with, and the one compared.
+BASELINE = {False: ("asgi", "bridge"), True: ("emmett-asgi", "emmett-bridge")}
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,7 @@ class Workload:
     body: int = 0  # request body size
     expect: int = 0  # response body size
     ws: bool = False
+    peer: bool = False  # served by the Emmett55 peers (SERVERS' peer=True) only
 
 
 WORKLOADS = {
@@ -89,6 +108,9 @@ WORKLOADS = {
         Workload("stream", "GET 1 MiB streamed", "GET", "/stream", 16, expect=MIB),
         Workload("file", "GET 1 MiB file", "GET", "/file", 16, expect=MIB),
         Workload("ws", "websocket echo, 13 B messages", "WS", "/ws", 64, ws=True),
+        Workload("emmett-1", "Emmett55 GET 13 B, 1 connection", "GET", "/plain", 1, expect=13, peer=True),
+        Workload("emmett-8", "Emmett55 GET 13 B, 8 connections", "GET", "/plain", 8, expect=13, peer=True),
+        Workload("emmett-64", "Emmett55 GET 13 B, 64 connections", "GET", "/plain", 64, expect=13, peer=True),
     )
 }
 
@@ -177,7 +199,7 @@ class RunningServer:
             cmd = [
                 PY, "-m", "uvicorn", spec.target, "--host", "127.0.0.1", "--port", p,
                 "--http", "httptools", "--loop", "uvloop", "--workers", "1",
-                "--no-access-log", "--log-level", "warning",
+                "--no-access-log", "--log-level", "warning", *spec.options,
             ]  # fmt: skip
         else:
             cmd = [
@@ -245,6 +267,8 @@ def check_server(server: RunningServer, workloads: list[Workload]) -> None:
     }
     payload = os.urandom(10 * KIB)
     for w in workloads:
+        if w.peer != server.spec.peer:
+            continue
         if w.ws:
             got = asyncio.run(ws_roundtrip(server.port, w.path, b"Hello, world!"))
             if got != b"Hello, world!":
@@ -487,11 +511,13 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """bridge/native per workload: ratio of medians, and the min-max of the per-round ratios."""
+    """bridge/native per workload (Emmett55 peers: bridged/Emmett's ASGI): ratio of medians, and the
+    min-max of the per-round ratios."""
     out = {}
     for wkey, per in results.items():
-        if "asgi" in per and "bridge" in per:
-            a, b = per["asgi"], per["bridge"]
+        base, compared = BASELINE[WORKLOADS[wkey].peer]
+        if base in per and compared in per:
+            a, b = per[base], per[compared]
             paired = [x["rps"] / y["rps"] for x, y in zip(b["rounds"], a["rounds"], strict=False) if y["rps"]]
             out[wkey] = {
                 "ratio": b["summary"]["rps_median"] / a["summary"]["rps_median"],
@@ -522,7 +548,9 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "Requests/s (websocket: messages/s), median of the rounds (min-max):",
         "",
-        "| workload | " + " | ".join(SERVERS[k].label for k in keys) + " | bridge / native |",
+        "| workload | "
+        + " | ".join(SERVERS[k].label for k in keys)
+        + " | bridge / native (Emmett55: bridged / its ASGI) |",
         "|---|" + "---:|" * (len(keys) + 1),
     ]
     rat = doc["ratios"]
@@ -555,33 +583,34 @@ def chart(doc: dict[str, Any], path: Path) -> bool:
         print("matplotlib is not installed: no chart (pip install matplotlib)", file=sys.stderr)
         return False
     res = doc["results"]
-    wkeys = [w for w in res if "asgi" in res[w]]
+    wkeys = [w for w in res if BASELINE[WORKLOADS[w].peer][0] in res[w]]
     skeys = [k for k in SERVERS if any(k in res[w] for w in wkeys)]
     if not wkeys:
         return False
     fig, ax = plt.subplots(figsize=(11, 5.2))
     width = 0.8 / len(skeys)
-    colors = {"asgi": "#4c72b0", "bridge": "#dd8452", "granian": "#55a868", "starlette": "#8172b2"}
+    colors = {"asgi": "#4c72b0", "bridge": "#dd8452", "granian": "#55a868", "starlette": "#8172b2",
+              "emmett-asgi": "#4c72b0", "emmett-bridge": "#dd8452"}  # fmt: skip
     for i, sk in enumerate(skeys):
         xs, ys, lo, hi = [], [], [], []
         for j, wk in enumerate(wkeys):
             if sk not in res[wk]:
                 continue
-            base = res[wk]["asgi"]["summary"]["rps_median"]
+            base = res[wk][BASELINE[WORKLOADS[wk].peer][0]]["summary"]["rps_median"]
             s = res[wk][sk]["summary"]
             xs.append(j + (i - (len(skeys) - 1) / 2) * width)
             ys.append(s["rps_median"] / base)
             lo.append((s["rps_median"] - s["rps_min"]) / base)
             hi.append((s["rps_max"] - s["rps_median"]) / base)
         bars = ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=SERVERS[sk].label, color=colors.get(sk))
-        if sk == "bridge":
+        if sk in ("bridge", "emmett-bridge"):
             for b, y in zip(bars, ys, strict=True):
                 ax.annotate(f"{y:.2f}", (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom", fontsize=8,
                             xytext=(0, 3), textcoords="offset points")  # fmt: skip
     ax.axhline(0.95, color="red", linestyle="--", linewidth=0.8, label="target 0.95x native")
     labels = [WORKLOADS[w].label.replace(" (", "\n(").replace(", ", ",\n") for w in wkeys]
     ax.set_xticks(range(len(wkeys)), labels, fontsize=8)
-    ax.set_ylabel("requests/s relative to native ASGI on uvicorn")
+    ax.set_ylabel("requests/s relative to native ASGI on uvicorn\n(Emmett55: to Emmett's own ASGI interface)")
     meta = doc["meta"]
     ax.set_title(
         f"rsgi-bridge {meta['versions'].get('rsgi-bridge', '?')} · {meta['date']} · {meta['machine']['cpu']} · "
@@ -701,32 +730,37 @@ def main(argv: list[str]) -> int:
             return run_wrk(servers[s], w, duration, client_cpu, tmp, args.connections)
 
         for w in workloads:
+            wservers = [s for s in skeys if SERVERS[s].peer == w.peer]
+            if not wservers:
+                continue
             print(f"\n== {w.label}")
-            for s in skeys:
+            for s in wservers:
                 if args.warmup > 0:
                     measure(s, w, args.warmup)
-            per: dict[str, list[dict[str, Any]]] = {s: [] for s in skeys}
+            per: dict[str, list[dict[str, Any]]] = {s: [] for s in wservers}
             for r in range(args.rounds):
-                order = skeys if r % 2 == 0 else skeys[::-1]  # alternate who goes first
+                order = wservers if r % 2 == 0 else wservers[::-1]  # alternate who goes first
                 for s in order:
                     res = measure(s, w, args.duration)
                     per[s].append(res)
                     extra = f" {res['mib_s']:8.1f} MiB/s" if res["mib_s"] >= 50 else ""
                     errs = f"  ERRORS {res['errors']}+{res['non_2xx']}" if res["errors"] or res["non_2xx"] else ""
                     print(f"  round {r + 1} {SERVERS[s].label:32s} {res['rps']:10.0f} req/s{extra}{errs}", flush=True)
-            for s in skeys:
+            for s in wservers:
                 results[w.key][s] = {"rounds": per[s], "summary": summarize(per[s])}
-            if "asgi" in per:
-                base = results[w.key]["asgi"]["summary"]["rps_median"]
-                for s in skeys:
-                    if s.startswith("bridge") and base:
+            base_key, compared = BASELINE[w.peer]
+            if base_key in per:
+                base = results[w.key][base_key]["summary"]["rps_median"]
+                for s in wservers:
+                    if (s.startswith("bridge") or s == compared) and base:
                         ra = results[w.key][s]["summary"]["rps_median"] / base
-                        print(f"  -> {s} / native ASGI = {ra:.3f}")
+                        print(f"  -> {s} / {SERVERS[base_key].label} = {ra:.3f}")
     finally:
         for srv in servers.values():
             srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    results = {k: v for k, v in results.items() if v}  # workloads no chosen server serves
     meta["load_after"] = load1()
     doc: dict[str, Any] = {"meta": meta, "results": results, "ratios": ratios(results)}
     day = dt.date.today().isoformat()

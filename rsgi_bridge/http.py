@@ -70,7 +70,9 @@ class Exchange:
     __slots__ = (
         "_accelerate",
         "_delivery",
+        "_inbound",
         "_loop",
+        "_over",
         "_receive",
         "_released",
         "_response",
@@ -82,7 +84,6 @@ class Exchange:
         "_started",
         "_stream",
         "chunk_size",
-        "inbound",
         "is_head",
         "latin1_headers",
         "phase",
@@ -103,7 +104,8 @@ class Exchange:
         self._send = send
         self._receive = receive
         self._loop = task.get_loop() if task is not None else asyncio.get_running_loop()
-        self.inbound = Inbound(receive)
+        self._inbound: Inbound | None = None  # made on first use (see inbound)
+        self._over = False  # the request is over (_close ran)
         self.is_head = scope.get("method") == "HEAD"  # no body bytes go out, no file is read
         self.chunk_size = chunk_size
         self.latin1_headers = latin1_headers
@@ -116,6 +118,17 @@ class Exchange:
         self._started: asyncio.Event | None = None  # a task waiting for the stream's start (made by that task)
         self._sent = 0  # stream body bytes sent
         self._sends = 0  # stream sends
+
+    @property
+    def inbound(self) -> Inbound:
+        """The request side: the body and the client leaving. Made on first use: a request whose app never
+        reads its body needs none (~2.5k instructions less per GET, benchmarks/instructions.py)."""
+        inbound = self._inbound
+        if inbound is None:
+            inbound = self._inbound = Inbound(self._receive)
+            if self._over:
+                inbound.close()
+        return inbound
 
     # -- the request -----------------------------------------------------------------------
 
@@ -168,16 +181,22 @@ class Exchange:
         if self.phase is COMMITTED and failed:  # failed before its stream's headers left: a clean 500
             await self._answer_500()
             return
-        await self._start_stream()
-        if self.phase is not STARTED:
-            return
+        if self.phase is not STARTED:  # the app's sends started it already in the common case
+            await self._start_stream()
+            if self.phase is not STARTED:
+                return
         if error is not None:
             await self._abort(error)
             return
-        await self._stream_released()
+        ref = self._stream
+        if ref is not None and ref() is not None:  # the app left its transport to someone else
+            await self._stream_released()
         if self.phase is STARTED and not self.inbound.gone:
             self.phase = DONE
-            await self._send_body(b"", False)
+            try:  # inline, not through _send_body: once per stream (benchmarks/instructions.py)
+                await self._send({"type": "http.response.body", "body": b""})
+            except Exception as exc:
+                self._send_failed(exc, "http.response.body")
         self.phase = DONE
 
     def _close(self) -> None:
@@ -187,7 +206,9 @@ class Exchange:
         if delivery is not None and not delivery.done():
             delivery.cancel()
         self._stream = None  # the weak reference's callback holds self: no cycle left behind
-        self.inbound.close()
+        self._over = True
+        if self._inbound is not None:
+            self._inbound.close()
 
     # -- responses, called by the facade -------------------------------------------------
 
@@ -198,10 +219,22 @@ class Exchange:
         if self._running:
             self._loop.call_soon(self._on_suspend)
 
-    def check_length(self, status: int, head: Head, body: bytes) -> None:
-        """Refuse a PLAIN response whose content-length does not match its body (HEAD, 204, 304 excepted)."""
-        if head.length is not None and head.length != len(body) and status not in _BODILESS and not self.is_head:
-            raise ValueError(f"content-length {head.length} does not match the body's {len(body)} bytes")
+    def commit_plain(self, status: Any, head: Head, body: bytes) -> None:
+        """Check and commit a PLAIN response (``response_empty``/``_str``/``_bytes``).
+
+        A content-length must match the body (HEAD, 204, 304 excepted). The checks' common outcome
+        is tested inline, and the commit is :meth:`commit`'s body: two calls less per response
+        (benchmarks/instructions.py).
+        """
+        if type(status) is not int or not 200 <= status <= 599:
+            status = check_status(status)
+        length = head.length
+        if length is not None and length != len(body) and status not in _BODILESS and not self.is_head:
+            raise ValueError(f"content-length {length} does not match the body's {len(body)} bytes")
+        self._response = Response(PLAIN, status, head, body)
+        self.phase = COMMITTED
+        if self._running:
+            self._loop.call_soon(self._on_suspend)
 
     def open_stream(self, status: int, head: Head) -> StreamTransport:
         """Commit a STREAM response; its transport."""
@@ -371,8 +404,9 @@ class Exchange:
         """One chunk of a streamed response, from the app's transport."""
         if self.phase is not STARTED:
             await self._start_stream()
-        if self.phase is not STARTED or self.inbound.gone:
-            raise ProtocolClosed("the client disconnected" if self.inbound.gone else "the response is over")
+        inbound = self._inbound or self.inbound  # the property's call only once per stream: this runs per chunk
+        if self.phase is not STARTED or inbound.gone:
+            raise ProtocolClosed("the client disconnected" if inbound.gone else "the response is over")
         if not data:
             return
         length = self._response.head.length  # type: ignore[union-attr]
@@ -385,7 +419,7 @@ class Exchange:
             # Sends to a departed client are dropped silently: from the second send on, a reader task
             # watches for it (a stream of one send, like an echo, ends before it could matter; the
             # task costs ~10k instructions, benchmarks/instructions.py).
-            self.inbound.watch()
+            inbound.watch()
         try:  # the send inline, not through _send_body: once per chunk
             await self._send({"type": "http.response.body", "body": data, "more_body": True})
         except Exception as exc:
@@ -714,29 +748,21 @@ class HTTPProtocol:
         """Respond with no body."""
         x = self._exchange
         if x.phase is OPEN:
-            self._plain(x, status, headers, b"")
+            x.commit_plain(status, encode_head(headers), b"")
 
     def response_str(self, status: int = 200, headers: Any = (), body: str = "") -> None:
         """Respond with a str body, UTF-8 encoded."""
         x = self._exchange
         if x.phase is OPEN:
-            self._plain(x, status, headers, check_str(body, "response_str").encode())
+            x.commit_plain(status, encode_head(headers), check_str(body, "response_str").encode())
 
     def response_bytes(self, status: int = 200, headers: Any = (), body: Any = b"") -> None:
         """Respond with a bytes-like body."""
         x = self._exchange
         if x.phase is OPEN:
-            self._plain(x, status, headers, body if type(body) is bytes else check_bytes(body, "response_bytes"))
+            data = body if type(body) is bytes else check_bytes(body, "response_bytes")
+            x.commit_plain(status, encode_head(headers), data)
 
-    @staticmethod
-    def _plain(x: Exchange, status: Any, headers: Any, body: bytes) -> None:
-        # The type checks' common outcome inline: one call each less per response (benchmarks/instructions.py).
-        if type(status) is not int or not 200 <= status <= 599:
-            status = check_status(status)
-        head = encode_head(headers)
-        if head.length is not None:
-            x.check_length(status, head, body)
-        x.commit(Response(PLAIN, status, head, body))
 
     def response_file(self, status: int, headers: Any, file: str | os.PathLike[str]) -> None:
         """Respond with a whole file; a file that cannot be opened gives a 404."""

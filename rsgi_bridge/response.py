@@ -49,16 +49,35 @@ class Head(NamedTuple):
     chunked: bool  # the app's ``transfer-encoding: chunked``
 
 
-class Response(NamedTuple):
-    """The response an app committed: the first ``response_*`` call of an exchange."""
+class Response:
+    """The response an app committed: the first ``response_*`` call of an exchange.
 
-    kind: Kind
-    status: int
-    head: Head
-    body: bytes = b""  # PLAIN
-    path: str = ""  # FILE
-    start: int = 0  # FILE: first byte
-    end: int | None = None  # FILE: end of the range (exclusive); None for the whole file
+    A slotted class, not a NamedTuple: made once per request, and a NamedTuple's generated
+    ``__new__`` cost ~1.5k instructions more (benchmarks/instructions.py).
+    """
+
+    __slots__ = ("body", "end", "head", "kind", "path", "start", "status")
+
+    def __init__(
+        self,
+        kind: Kind,
+        status: int,
+        head: Head,
+        body: bytes = b"",  # PLAIN
+        path: str = "",  # FILE
+        start: int = 0,  # FILE: first byte
+        end: int | None = None,  # FILE: end of the range (exclusive); None for the whole file
+    ) -> None:
+        self.kind = kind
+        self.status = status
+        self.head = head
+        self.body = body
+        self.path = path
+        self.start = start
+        self.end = end
+
+    def __repr__(self) -> str:
+        return f"Response({self.kind.name}, {self.status}, {self.head!r})"
 
 
 # Header lists already checked, by value (tuples of str pairs), with their Head: a dict lookup

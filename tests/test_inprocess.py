@@ -484,3 +484,18 @@ async def test_a_file_read_error_after_the_start_aborts_the_response(monkeypatch
     with pytest.raises(OSError, match="Input/output error"):
         await asyncio.wait_for(wrap(app, chunk_size=100)(http_scope(), server.receive, server.send), 5)
     assert server.types() == ["http.response.start.last", "http.response.body"]  # never a clean end
+
+
+async def test_body_read_after_the_request_of_an_app_that_never_read_it() -> None:
+    # The request side is made on first use: made after the request ended, it must know that.
+    kept: list[Any] = []
+
+    async def app(scope: Any, protocol: Any) -> None:
+        kept.append(protocol)
+        protocol.response_bytes(200, [], b"ok")
+
+    await run_http(wrap(app), http_scope(method="POST"), [b"unread"])
+    protocol = kept[0]
+    with pytest.raises(ProtocolClosed):
+        await asyncio.wait_for(protocol(), 5)
+    await asyncio.wait_for(protocol.client_disconnect(), 5)
