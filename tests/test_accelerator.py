@@ -240,3 +240,73 @@ def test_the_option_and_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     for off in ("0", "false", "No", " off "):
         monkeypatch.setenv("RSGI_BRIDGE_ACCELERATE", off)
         assert wrap(app).accelerate is False, off
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--header", "X-Custom:1", "--header", "Server:mine"], ["--no-server-header", "--no-date-header"]],
+    ids=["custom-default-headers", "no-server-no-date"],
+)
+def test_uvicorn_default_header_options(extra: list[str]) -> None:
+    """uvicorn's own default headers (``--header``, ``--no-server-header``, ``--no-date-header``) come out
+    as uvicorn writes them, through the accelerator."""
+    with (
+        Server("uvicorn", APP, [*HTTPTOOLS, *extra], env={"RSGI_BRIDGE_ACCELERATE": "1"}) as fast,
+        Server("uvicorn", APP, [*HTTPTOOLS, *extra], env={"RSGI_BRIDGE_ACCELERATE": "0"}) as generic,
+    ):
+        got = same_bytes(
+            fast,
+            generic,
+            lambda port: one_by_one(
+                port, [(request("GET", "/r/hello"), False), (request("GET", "/r/utf8", close=True), False)]
+            ),
+        )
+        assert accelerated(fast) == 1
+        if "--header" in extra:
+            assert got.count(b"\r\nx-custom: 1\r\n") == 2 and got.count(b"\r\nserver: mine\r\n") == 2
+        else:
+            assert b"\r\nserver:" not in got and b"\r\ndate:" not in got
+
+
+def test_date_header_stays_current(servers: tuple[Server, Server]) -> None:
+    """The accelerator's cached block of uvicorn's default headers follows uvicorn's date (the byte
+    comparisons above blank the date's value, so they cannot see a stale one)."""
+    fast, _ = servers
+    before = accelerated(fast)
+    with socket.create_connection(("127.0.0.1", fast.port), timeout=10) as s:
+        dates = []
+        for _ in range(2):
+            s.sendall(request("GET", "/r/hello"))
+            got = b""
+            while b"Hello, world!" not in got:
+                data = s.recv(65536)
+                assert data, "the server closed the connection"
+                got += data
+            dates.append(parse(got).get_all("date"))
+            time.sleep(2.2)  # uvicorn refreshes its date header about once a second
+    assert accelerated(fast) - before == 2
+    assert len(dates[0]) == len(dates[1]) == 1 and dates[0] != dates[1], dates
+
+
+def test_a_send_that_does_less_is_not_accelerated() -> None:
+    """In-process, on top: a future uvicorn whose cycle ``send`` uses only some of the reviewed names (it
+    no longer writes the default headers, or no longer closes a non-kept-alive connection, ...) is
+    not the send write_plain imitates either: no accelerator for it."""
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    from rsgi_bridge.servers import uvicorn as seam
+
+    class WritesOnlyTheBody:
+        async def send(self, message: dict[str, bytes]) -> None:
+            self.transport.write(message.get("body", b""))  # type: ignore[attr-defined]
+
+    class NoDefaultHeaders:  # the reviewed send minus default_headers and the connection handling
+        async def send(self, message: dict[str, object]) -> None:
+            if not self.response_started:  # type: ignore[has-type]
+                self.response_started = True
+                self.transport.write(STATUS_LINE[message["status"]] + b"\r\n")  # type: ignore  # noqa: F821
+
+    for changed in (WritesOnlyTheBody, NoDefaultHeaders):
+        changed.__module__, changed.__name__ = RequestResponseCycle.__module__, RequestResponseCycle.__name__
+        quirks = seam.quirks_for(changed)
+        assert quirks is not None and quirks.plain is None, changed.__qualname__
