@@ -62,6 +62,9 @@ _REVIEWED_SEND_NAMES = frozenset(
 # Header names whose presence changes how uvicorn frames or ends the response.
 _FRAMING = frozenset({b"connection", b"transfer-encoding", b"content-length"})
 _BODILESS = (204, 304)
+# Bodies up to this size go out in the head's write; a larger one is written on its own (copying it
+# into one buffer would cost more than the write it saves: ~47 us per MiB).
+_JOIN_MAX = 64 * 1024
 
 # Encoded header blocks of the app's header sets (tuples of bytes, immutable): None for a set
 # with a connection or transfer-encoding header. Bounded.
@@ -85,7 +88,7 @@ def _reviewed(owner: type) -> bool:
     module = sys.modules.get(owner.__module__)
     send = owner.__dict__.get("send")  # its own, not inherited
     code = getattr(send, "__code__", None)
-    if module is None or not isinstance(code, types.CodeType) or not _code_names(code) <= _REVIEWED_SEND_NAMES:
+    if module is None or not isinstance(code, types.CodeType) or _code_names(code) != _REVIEWED_SEND_NAMES:
         return False
     table = getattr(module, "STATUS_LINE", None)
     names, values = getattr(module, "HEADER_RE", None), getattr(module, "HEADER_VALUE_RE", None)
@@ -104,7 +107,7 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
     bad_name, bad_value = module.HEADER_RE, module.HEADER_VALUE_RE
     # uvicorn's default headers (date, server, --header): the list it hands each cycle is replaced
     # when the date changes (once a second); its encoded block is kept for the list it was made of.
-    defaults: list[Any] = [None, b""]
+    defaults: tuple[Any, bytes] = (None, b"")
 
     def default_block(headers: list[tuple[bytes, bytes]]) -> bytes | None:
         parts = []
@@ -114,8 +117,9 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
             if bad_name.search(name) or bad_value.search(value) or name.lower() in _FRAMING:
                 return None  # uvicorn would refuse it, or it changes the framing: its own send handles that
             parts.append(b"%s: %s\r\n" % (name.lower(), value))
+        nonlocal defaults
         block = b"".join(parts)
-        defaults[0], defaults[1] = headers, block
+        defaults = (headers, block)  # one assignment: the list and its block always go together
         return block
 
     def write_plain(send: Any, response: Response) -> bool:
@@ -155,17 +159,22 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
             if block is None:
                 return False
             first = cycle.default_headers
-            first = defaults[1] if first is defaults[0] else default_block(first)
+            known, known_block = defaults
+            first = known_block if first is known else default_block(first)
             if first is None:
                 return False
             line = status_line[status]
-        except (AttributeError, KeyError, TypeError):  # not the cycle it was written against
+        except Exception:  # not the cycle it was written against: nothing was changed, uvicorn's send runs
             return False
         # The cycle's state as uvicorn's send leaves it after the start and the last body message
         # (started before writing, as uvicorn: should the write raise, no 500 follows on the socket).
         cycle.response_started = True
         cycle.waiting_for_100_continue = False
-        transport.write(b"".join((line, first, block, length, b"\r\n", body)))
+        if len(body) <= _JOIN_MAX:
+            transport.write(b"".join((line, first, block, length, b"\r\n", body)))
+        else:  # a large body is not copied once more: the head, then the body, as uvicorn writes them
+            transport.write(b"".join((line, first, block, length, b"\r\n")))
+            transport.write(body)
         cycle.chunked_encoding = False
         cycle.expected_content_length = 0
         cycle.response_complete = True
