@@ -310,3 +310,25 @@ def test_a_send_that_does_less_is_not_accelerated() -> None:
         changed.__module__, changed.__name__ = RequestResponseCycle.__module__, RequestResponseCycle.__name__
         quirks = seam.quirks_for(changed)
         assert quirks is not None and quirks.plain is None, changed.__qualname__
+
+
+def test_the_switch_reaches_websockets() -> None:
+    """uvicorn's websocket accelerator (receive() read directly, no watcher task) is off with the switch."""
+    import asyncio
+
+    import httpx
+    import websockets
+
+    async def tasks_during_a_session(server: Server) -> int:
+        async with websockets.connect(server.ws_url + "/ws/echo") as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"  # the app now waits in receive()
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
+                return int((await c.get("/_stats")).json()["bridge_tasks"])
+
+    counts = {}
+    for flag in ("1", "0"):
+        with Server("uvicorn", "tests.apps.fault_app:asgi", env={"RSGI_BRIDGE_ACCELERATE": flag}) as server:
+            counts[flag] = asyncio.run(asyncio.wait_for(tasks_during_a_session(server), 20))
+    # the bridge's tasks besides the stats request: with the switch off, the session's watcher too
+    assert counts["0"] == counts["1"] + 1, counts
