@@ -441,6 +441,14 @@ def test_http_same_as_granian(pool: ServerPool, name: str, case: Case) -> None:
     target = TARGETS[name]
     ref = reference_seen(pool, case, target.http2)
     got = case.send(bridged(pool, target, case), target.http2)
+    for _ in range(4):
+        if not (target.kind == "hypercorn" and target.http2 and case.body is not None and got.error == "WriteError"):
+            break
+        # hypercorn's own race over HTTP/2 (the same with a native ASGI app, about 1 request in 8
+        # on a loaded machine): a body DATA frame that arrives after the response completed, for a
+        # request whose app did not read its body, raises KeyError in hypercorn's connection
+        # handler, which drops the whole connection. See docs/servers.md, "hypercorn".
+        got = case.send(bridged(pool, target, case), target.http2)
     if target.http2:
         assert got.http_version == "HTTP/2" or (case.method == "HEAD" and target.kind == "granian-asgi"), got
     if target.http2 and case.id in GRANIAN_H2_DEFECTS:
