@@ -35,7 +35,7 @@ from .response import (
     encode_head,
 )
 from .scope import Scope
-from .servers import quirks_of
+from .servers import DepartedProbe, quirks_of
 
 __all__ = ["Exchange", "HTTPProtocol", "StreamTransport"]
 
@@ -70,6 +70,7 @@ class Exchange:
     __slots__ = (
         "_accelerate",
         "_delivery",
+        "_departed",
         "_inbound",
         "_loop",
         "_over",
@@ -118,6 +119,7 @@ class Exchange:
         self._started: asyncio.Event | None = None  # a task waiting for the stream's start (made by that task)
         self._sent = 0  # stream body bytes sent
         self._sends = 0  # stream sends
+        self._departed: DepartedProbe | None = None  # the server's own departed-client check (servers/)
 
     @property
     def inbound(self) -> Inbound:
@@ -418,8 +420,14 @@ class Exchange:
         if self._sends == 1:
             # Sends to a departed client are dropped silently: from the second send on, a reader task
             # watches for it (a stream of one send, like an echo, ends before it could matter; the
-            # task costs ~10k instructions, benchmarks/instructions.py).
-            inbound.watch()
+            # task costs ~50k instructions per 1 MiB stream, benchmarks/instructions.py), unless the
+            # server's own state tells at each send (an accelerator, servers/).
+            self._departed = quirks_of(self._send, self._accelerate).departed
+            if self._departed is None:
+                inbound.watch()
+        if self._departed is not None and self._departed(self._send):
+            inbound.left()
+            raise ProtocolClosed("the client disconnected")
         try:  # the send inline, not through _send_body: once per chunk
             await self._send({"type": "http.response.body", "body": data, "more_body": True})
         except Exception as exc:

@@ -13,7 +13,8 @@ A :class:`Quirks` holds two kinds of knowledge:
   is complete; daphne must not be handed an exception after the response started). They are
   always on: turning one off would make the bridge wrong on that server.
 - **accelerators**, optimisations over a generic path that is correct alone: a way to write a
-  plain response in one step, a websocket that can be read without a watcher task. They are off
+  plain response in one step, a stream or a websocket that learns of a departed client without a
+  watcher task. They are off
   with ``wrap(app, accelerate=False)`` or the environment variable ``RSGI_BRIDGE_ACCELERATE=0``,
   and the bridge then behaves the same (the test suite passes either way).
 """
@@ -27,7 +28,9 @@ from typing import Any
 
 from ..response import Response
 
-__all__ = ["ACCELERATE_ENV", "GENERIC", "PlainAccelerator", "Quirks", "accelerate_default", "quirks_of"]
+__all__ = [
+    "ACCELERATE_ENV", "GENERIC", "DepartedProbe", "PlainAccelerator", "Quirks", "accelerate_default", "quirks_of",
+]  # fmt: skip
 
 # ``RSGI_BRIDGE_ACCELERATE=0`` (or false/no/off) turns every accelerator off, as ``accelerate=False``.
 ACCELERATE_ENV = "RSGI_BRIDGE_ACCELERATE"
@@ -38,6 +41,11 @@ ACCELERATE_ENV = "RSGI_BRIDGE_ACCELERATE"
 # would. Returns False, having done nothing, when one of its guards fails: the generic ``send``
 # path then delivers the response. Never raises for a guard.
 PlainAccelerator = Callable[[Any, Response], bool]
+
+# Called with an HTTP ``send``: whether the server itself already knows the client left (its
+# ``send`` then drops messages silently). Lets a stream notice a departed client at its next send
+# without a task watching ``receive()``. Never raises.
+DepartedProbe = Callable[[Any], bool]
 
 
 @dataclass(frozen=True)
@@ -50,11 +58,12 @@ class Quirks:
     body_after_response: bool = True  # receive() still gives the request body once the response is complete
     # Accelerators (off with accelerate=False / RSGI_BRIDGE_ACCELERATE=0).
     plain: PlainAccelerator | None = None  # writes a whole plain HTTP response in one step
+    departed: DepartedProbe | None = None  # tells from the server's state that the client left (no reader task)
     websocket_sends_raise: bool = False  # a websocket send raises once the client left: no watcher task needed
 
     def without_accelerators(self) -> Quirks:
         """These quirks with every accelerator off (the workarounds stay)."""
-        return replace(self, plain=None, websocket_sends_raise=False)
+        return replace(self, plain=None, departed=None, websocket_sends_raise=False)
 
 
 GENERIC = Quirks()

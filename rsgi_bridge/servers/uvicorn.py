@@ -9,6 +9,8 @@ Workarounds (always on):
 
 Accelerators (off with ``accelerate=False`` / ``RSGI_BRIDGE_ACCELERATE=0``):
 
+- Its HTTP request cycles (httptools and h11) set ``disconnected`` when the connection is lost:
+  a stream checks it at each send instead of starting a task that watches ``receive()``.
 - Its websocket sends raise once the client left, so a session can read ``receive()`` directly,
   with no watcher task noticing the departure.
 - :func:`write_plain`: on the httptools protocol's request cycle, a plain response (bytes, str or
@@ -36,12 +38,13 @@ import types
 from typing import Any
 
 from ..response import Response
-from . import PlainAccelerator, Quirks
+from . import DepartedProbe, PlainAccelerator, Quirks
 
 HTTP_QUIRKS = Quirks(max_status=599, body_after_response=False)
 WEBSOCKET_QUIRKS = Quirks(websocket_sends_raise=True)
 
 _HTTPTOOLS_MODULE = "uvicorn.protocols.http.httptools_impl"
+_CYCLE_MODULES = (_HTTPTOOLS_MODULE, "uvicorn.protocols.http.h11_impl")
 _CYCLE = "RequestResponseCycle"
 
 # Every name the httptools cycle's ``send`` (with its nested code) uses in the uvicorn versions
@@ -200,12 +203,32 @@ def _app_block(headers: tuple[tuple[bytes, bytes], ...]) -> bytes | None:
     return block
 
 
+def _departed(send: Any) -> bool:
+    """Whether the request cycle behind ``send`` has seen its connection lost (uvicorn sets
+    ``disconnected`` in ``connection_lost``; its ``send`` then drops every message)."""
+    cycle = getattr(send, "__self__", None)
+    if cycle is None:  # a functools.partial of the cycle's send
+        cycle = getattr(getattr(send, "func", None), "__self__", None)
+    return getattr(cycle, "disconnected", False) is True
+
+
+def _probe_for(owner: type) -> DepartedProbe | None:
+    """_departed for the request cycles of uvicorn's httptools and h11 protocols, else None."""
+    if owner.__name__ != _CYCLE or owner.__module__ not in _CYCLE_MODULES:
+        return None
+    init = getattr(owner.__dict__.get("__init__"), "__code__", None)
+    if not isinstance(init, types.CodeType) or "disconnected" not in init.co_names:
+        return None  # a cycle that does not keep the flag this relies on: the reader task watches instead
+    return _departed
+
+
 def quirks_for(owner: type) -> Quirks | None:
     """uvicorn's quirks for a ``send``/``receive`` bound to an ``owner`` object, or None if not uvicorn's."""
     module = owner.__module__
     if module.startswith("uvicorn.protocols.http."):
         plain = _plain_writer(owner)
-        return HTTP_QUIRKS if plain is None else Quirks(max_status=599, body_after_response=False, plain=plain)
+        departed = _probe_for(owner)
+        return Quirks(max_status=599, body_after_response=False, plain=plain, departed=departed)
     if module.startswith("uvicorn.protocols.websockets."):
         return WEBSOCKET_QUIRKS
     return None
