@@ -29,7 +29,8 @@ from typing import Any
 from ..response import Response
 
 __all__ = [
-    "ACCELERATE_ENV", "GENERIC", "DepartedProbe", "PlainAccelerator", "Quirks", "accelerate_default", "quirks_of",
+    "ACCELERATE_ENV", "GENERIC", "DepartedProbe", "PlainAccelerator", "Quirks", "accelerate_default", "owner_of",
+    "quirks_of",
 ]  # fmt: skip
 
 # ``RSGI_BRIDGE_ACCELERATE=0`` (or false/no/off) turns every accelerator off, as ``accelerate=False``.
@@ -77,7 +78,7 @@ def accelerate_default() -> bool:
     return os.environ.get(ACCELERATE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def _owner(send: Any) -> Any:
+def owner_of(send: Any) -> Any:
     """The object ``send`` (or ``receive``) is a bound method of (also through a ``functools.partial``), else None."""
     owner = getattr(send, "__self__", None)
     if owner is None:
@@ -87,7 +88,7 @@ def _owner(send: Any) -> Any:
 
 def quirks_of(send: Any, accelerate: bool = True) -> Quirks:
     """The :class:`Quirks` of the server behind ``send`` (or ``receive``); with its accelerators if ``accelerate``."""
-    key = (type(_owner(send)), accelerate)
+    key = (type(owner_of(send)), accelerate)
     found = _KNOWN.get(key)
     if found is None:
         from . import daphne, uvicorn

@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import sys
 import types
+from dataclasses import replace
 from typing import Any
 
 from ..response import Response
-from . import DepartedProbe, PlainAccelerator, Quirks
+from . import DepartedProbe, PlainAccelerator, Quirks, owner_of
 
 HTTP_QUIRKS = Quirks(max_status=599, body_after_response=False)
 WEBSOCKET_QUIRKS = Quirks(websocket_sends_raise=True)
@@ -206,10 +207,7 @@ def _app_block(headers: tuple[tuple[bytes, bytes], ...]) -> bytes | None:
 def _departed(send: Any) -> bool:
     """Whether the request cycle behind ``send`` has seen its connection lost (uvicorn sets
     ``disconnected`` in ``connection_lost``; its ``send`` then drops every message)."""
-    cycle = getattr(send, "__self__", None)
-    if cycle is None:  # a functools.partial of the cycle's send
-        cycle = getattr(getattr(send, "func", None), "__self__", None)
-    return getattr(cycle, "disconnected", False) is True
+    return getattr(owner_of(send), "disconnected", False) is True
 
 
 def _probe_for(owner: type) -> DepartedProbe | None:
@@ -226,9 +224,7 @@ def quirks_for(owner: type) -> Quirks | None:
     """uvicorn's quirks for a ``send``/``receive`` bound to an ``owner`` object, or None if not uvicorn's."""
     module = owner.__module__
     if module.startswith("uvicorn.protocols.http."):
-        plain = _plain_writer(owner)
-        departed = _probe_for(owner)
-        return Quirks(max_status=599, body_after_response=False, plain=plain, departed=departed)
+        return replace(HTTP_QUIRKS, plain=_plain_writer(owner), departed=_probe_for(owner))
     if module.startswith("uvicorn.protocols.websockets."):
         return WEBSOCKET_QUIRKS
     return None
