@@ -11,12 +11,15 @@ CI runs this module against the oldest supported uvicorn too (``nox -s uvicorn-o
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
+import websockets
 
 from tests.apps.accel_app import RESPONSES
 from tests.rawhttp import parse, raw_exchange
@@ -314,10 +317,6 @@ def test_a_send_that_does_less_is_not_accelerated() -> None:
 
 def test_the_switch_reaches_websockets() -> None:
     """uvicorn's websocket accelerator (receive() read directly, no watcher task) is off with the switch."""
-    import asyncio
-
-    import httpx
-    import websockets
 
     async def tasks_during_a_session(server: Server) -> int:
         async with websockets.connect(server.ws_url + "/ws/echo") as ws:
