@@ -472,37 +472,42 @@ def test_no_leak_after_1000_aborted_requests(kind: str, request: pytest.FixtureR
         time.sleep(0.5)
         base_fds = fds(server)
 
-        # One measured round of 1,000, counted after a collection in the server: hypercorn leaves
+        # Measured rounds of 1,000, counted after a collection in the server: hypercorn leaves
         # every closed connection's objects in reference cycles (its own, the same without the
-        # bridge). A leak is what stays reachable, so the counts are exact: the bridge's own objects
-        # back to their count before, and within noise (+-20 seen) the collector's tracked objects
-        # and the blocks of Python's allocator (a leak of one object, or of one bytes buffer, per
-        # request adds 1,000). RSS is only a gross bound: it follows the allocator's peak, which
-        # rises with how many aborted connections a loaded machine lets pile up at once (+8 MiB
-        # seen on a busy CI machine with the counts flat).
-        base = st("?reset=1&collect=1&objects=1")
-        base_rss = rss(server)
-        done = asyncio.run(_abort_many(server.port, 1000))
-        assert sum(done.values()) == 1000
+        # bridge). A leak is what stays reachable, so the bridge's own objects must be back to their
+        # count before, exactly, in every round. The collector's tracked objects and the blocks of
+        # Python's allocator move with the server's own caches (+-20 typical, +261 blocks seen once
+        # on a loaded CI machine), so they must stay within 250 in one of two rounds: a leak of one
+        # object, or of one bytes buffer, per request adds 1,000 in each. RSS is only a gross bound:
+        # it follows the allocator's peak, which rises with how many aborted connections a loaded
+        # machine lets pile up at once (+8 MiB seen on a busy CI machine with the counts flat).
+        rounds: list[tuple[int, int, float]] = []
+        for _ in range(2):
+            base = st("?reset=1&collect=1&objects=1")
+            base_rss = rss(server)
+            done = asyncio.run(_abort_many(server.port, 1000))
+            assert sum(done.values()) == 1000
 
-        # every aborted request reached the app, which saw the client leave
-        assert wait_for(lambda: st()["counts"] == ABORT_COUNTS, 15), st()
+            # every aborted request reached the app, which saw the client leave
+            assert wait_for(lambda: st()["counts"] == ABORT_COUNTS, 15), st()
 
-        def settled() -> bool:
-            now = st()
-            # (all tasks may drop below the baseline: connections of earlier tests expire meanwhile)
-            same_bridge_tasks = now["bridge_tasks"] == base["bridge_tasks"]
-            return now["inflight"] == 0 and same_bridge_tasks and now["tasks"] <= base["tasks"]
+            def settled(base: dict[str, Any] = base) -> bool:
+                now = st()
+                # (all tasks may drop below the baseline: connections of earlier tests expire)
+                same_bridge_tasks = now["bridge_tasks"] == base["bridge_tasks"]
+                return now["inflight"] == 0 and same_bridge_tasks and now["tasks"] <= base["tasks"]
 
-        assert wait_for(settled, 15), f"now {st('?detail=1')}, before {base}"
-        assert wait_for(lambda: fds(server) <= base_fds, 15), (fds(server), base_fds)
-        now = st("?collect=1&objects=1")
-        growth = rss(server) - base_rss
-
-        assert now["bridge_objects"] == base["bridge_objects"], "bridge objects left behind"
-        assert now["all_objects"] - base["all_objects"] < 250, (now["all_objects"], base["all_objects"])
-        assert now["blocks"] - base["blocks"] < 250, (now["blocks"], base["blocks"])
-        assert growth < 24 * MiB, f"RSS grew {growth / MiB:+.1f} MiB over 1,000 aborted requests"
+            assert wait_for(settled, 15), f"now {st('?detail=1')}, before {base}"
+            assert wait_for(lambda: fds(server) <= base_fds, 15), (fds(server), base_fds)
+            now = st("?collect=1&objects=1")
+            growth = rss(server) - base_rss
+            assert now["bridge_objects"] == base["bridge_objects"], "bridge objects left behind"
+            assert growth < 24 * MiB, f"RSS grew {growth / MiB:+.1f} MiB over 1,000 aborted requests"
+            rounds.append((now["all_objects"] - base["all_objects"], now["blocks"] - base["blocks"], growth))
+            if rounds[-1][0] < 250 and rounds[-1][1] < 250:
+                break
+        else:
+            pytest.fail(f"objects and allocator blocks grew in both rounds (objects, blocks, RSS): {rounds}")
         assert c.get("/hello").text == "hello, world"
 
 
