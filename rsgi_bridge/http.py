@@ -35,15 +35,16 @@ from .response import (
     encode_head,
 )
 from .scope import Scope
-from .servers import DepartedProbe, quirks_of
+from .servers import DepartedCheck, quirks_of
 
 __all__ = ["Exchange", "HTTPProtocol", "StreamTransport"]
 
 # Request body the bridge holds for the app when it reads ahead of it (to notice the client
 # leaving, or to keep the body readable after the response on servers that drop it then).
 _BUFFER_MAX = 1024 * 1024
-# A stream yields to the loop every this many sends: on a server whose sends never suspend
-# (hypercorn once the socket broke) the task reading ``receive()`` then still sees the client leave.
+# A stream without the server's departed check yields to the loop every this many sends: on a server
+# whose sends never suspend (hypercorn once the socket broke) the task reading ``receive()`` then
+# still sees the client leave.
 _YIELD_EVERY = 16
 _BODILESS = (204, 304)
 
@@ -72,6 +73,7 @@ class Exchange:
         "_delivery",
         "_departed",
         "_inbound",
+        "_length",
         "_loop",
         "_over",
         "_receive",
@@ -117,9 +119,10 @@ class Exchange:
         self._stream: weakref.ref[StreamTransport] | None = None  # the app's stream transport
         self._released: asyncio.Event | None = None  # set when that transport is gone
         self._started: asyncio.Event | None = None  # a task waiting for the stream's start (made by that task)
-        self._sent = 0  # stream body bytes sent
-        self._sends = 0  # stream sends
-        self._departed: DepartedProbe | None = None  # the server's own departed-client check (servers/)
+        self._length: int | None = None  # a started stream's content-length
+        self._sent = 0  # stream body bytes sent (counted against that content-length)
+        self._sends = 0  # stream sends (counted without the server's departed check)
+        self._departed: DepartedCheck | None = None  # the server's own departed-client check (servers/)
 
     @property
     def inbound(self) -> Inbound:
@@ -395,6 +398,9 @@ class Exchange:
             if not self._startable(r.status):
                 await self._answer_500()
             elif await self._send_start(r.status, list(r.head.headers)):
+                self._length = r.head.length
+                probe = quirks_of(self._send, self._accelerate).departed
+                self._departed = probe(self._send) if probe is not None else None
                 self.phase = STARTED
         finally:
             if self.phase is STARTING:  # cancelled while the start was on its way: the response is over
@@ -406,35 +412,39 @@ class Exchange:
         """One chunk of a streamed response, from the app's transport."""
         if self.phase is not STARTED:
             await self._start_stream()
-        inbound = self._inbound or self.inbound  # the property's call only once per stream: this runs per chunk
-        if self.phase is not STARTED or inbound.gone:
-            raise ProtocolClosed("the client disconnected" if inbound.gone else "the response is over")
+            if self.phase is not STARTED:
+                gone = self._inbound is not None and self._inbound.gone
+                raise ProtocolClosed("the client disconnected" if gone else "the response is over")
+        inbound = self._inbound  # (none made yet: nothing has seen the client leave)
+        if inbound is not None and inbound.gone:
+            raise ProtocolClosed("the client disconnected")
         if not data:
             return
-        length = self._response.head.length  # type: ignore[union-attr]
-        self._sent += len(data)
-        if length is not None and self._sent > length:
-            raise ValueError(f"the stream's body exceeds its content-length of {length} bytes")
+        length = self._length
+        if length is not None:
+            sent = self._sent = self._sent + len(data)
+            if sent > length:
+                raise ValueError(f"the stream's body exceeds its content-length of {length} bytes")
         if self.is_head:
             return
-        if self._sends == 1:
+        departed = self._departed
+        if departed is None:
             # Sends to a departed client are dropped silently: from the second send on, a reader task
             # watches for it (a stream of one send, like an echo, ends before it could matter; the
             # task costs ~50k instructions per 1 MiB stream, benchmarks/instructions.py), unless the
             # server's own state tells at each send (an accelerator, servers/).
-            self._departed = quirks_of(self._send, self._accelerate).departed
-            if self._departed is None:
-                inbound.watch()
-        if self._departed is not None and self._departed(self._send):
-            inbound.left()
+            self._sends += 1
+            if self._sends == 2:
+                self.inbound.watch()
+        elif departed():
+            self.inbound.left()
             raise ProtocolClosed("the client disconnected")
         try:  # the send inline, not through _send_body: once per chunk
             await self._send({"type": "http.response.body", "body": data, "more_body": True})
         except Exception as exc:
             self._send_failed(exc, "http.response.body")
             raise ProtocolClosed("the server gave up on the response") from None
-        self._sends += 1
-        if not self._sends % _YIELD_EVERY:
+        if departed is None and not self._sends % _YIELD_EVERY:  # (the server's check needs no reader task)
             await asyncio.sleep(0)
 
     def _on_release(self, ref: object) -> None:

@@ -29,8 +29,8 @@ from typing import Any
 from ..response import Response
 
 __all__ = [
-    "ACCELERATE_ENV", "GENERIC", "DepartedProbe", "PlainAccelerator", "Quirks", "accelerate_default", "owner_of",
-    "quirks_of",
+    "ACCELERATE_ENV", "GENERIC", "DepartedCheck", "DepartedProbe", "PlainAccelerator", "Quirks",
+    "accelerate_default", "owner_of", "quirks_of",
 ]  # fmt: skip
 
 # ``RSGI_BRIDGE_ACCELERATE=0`` (or false/no/off) turns every accelerator off, as ``accelerate=False``.
@@ -43,10 +43,12 @@ ACCELERATE_ENV = "RSGI_BRIDGE_ACCELERATE"
 # path then delivers the response. Never raises for a guard.
 PlainAccelerator = Callable[[Any, Response], bool]
 
-# Called with an HTTP ``send``: whether the server itself already knows the client left (its
-# ``send`` then drops messages silently). Lets a stream notice a departed client at its next send
-# without a task watching ``receive()``. Never raises.
-DepartedProbe = Callable[[Any], bool]
+# Called once per stream with its HTTP ``send``: a check without arguments, called at each of the
+# stream's sends, whether the server itself already knows the client left (its ``send`` then drops
+# messages silently); or None if it cannot tell for this ``send``. Lets a stream notice a departed
+# client at its next send without a task watching ``receive()``. Neither call raises.
+DepartedCheck = Callable[[], bool]
+DepartedProbe = Callable[[Any], DepartedCheck | None]
 
 
 @dataclass(frozen=True)

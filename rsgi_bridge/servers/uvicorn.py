@@ -9,8 +9,9 @@ Workarounds (always on):
 
 Accelerators (off with ``accelerate=False`` / ``RSGI_BRIDGE_ACCELERATE=0``):
 
-- Its HTTP request cycles (httptools and h11) set ``disconnected`` when the connection is lost:
-  a stream checks it at each send instead of starting a task that watches ``receive()``.
+- Its HTTP request cycles (httptools and h11) keep their socket's transport, whose ``is_closing()``
+  is true once a write failed or the connection closed: a stream checks it at each send instead of
+  starting a task that watches ``receive()``.
 - Its websocket sends raise once the client left, so a session can read ``receive()`` directly,
   with no watcher task noticing the departure.
 - :func:`write_plain`: on the httptools protocol's request cycle, a plain response (bytes, str or
@@ -39,7 +40,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..response import Response
-from . import DepartedProbe, PlainAccelerator, Quirks, owner_of
+from . import DepartedCheck, DepartedProbe, PlainAccelerator, Quirks, owner_of
 
 HTTP_QUIRKS = Quirks(max_status=599, body_after_response=False)
 WEBSOCKET_QUIRKS = Quirks(websocket_sends_raise=True)
@@ -204,10 +205,14 @@ def _app_block(headers: tuple[tuple[bytes, bytes], ...]) -> bytes | None:
     return block
 
 
-def _departed(send: Any) -> bool:
-    """Whether the request cycle behind ``send`` has seen its connection lost (uvicorn sets
-    ``disconnected`` in ``connection_lost``; its ``send`` then drops every message)."""
-    return getattr(owner_of(send), "disconnected", False) is True
+def _departed(send: Any) -> DepartedCheck | None:
+    """The departed-client check of the request cycle behind ``send``, made once per stream: its socket's
+    ``is_closing``. That is true from the moment a write failed or the connection closed (uvicorn's
+    ``send`` then drops every message); the cycle's own ``disconnected`` flag is set only later, from a
+    loop callback that a stream whose sends no longer suspend would never let run. A C method on uvloop,
+    so each send's check calls no Python function."""
+    is_closing = getattr(getattr(owner_of(send), "transport", None), "is_closing", None)
+    return is_closing if callable(is_closing) else None
 
 
 def _probe_for(owner: type) -> DepartedProbe | None:
@@ -215,8 +220,8 @@ def _probe_for(owner: type) -> DepartedProbe | None:
     if owner.__name__ != _CYCLE or owner.__module__ not in _CYCLE_MODULES:
         return None
     init = getattr(owner.__dict__.get("__init__"), "__code__", None)
-    if not isinstance(init, types.CodeType) or "disconnected" not in init.co_names:
-        return None  # a cycle that does not keep the flag this relies on: the reader task watches instead
+    if not isinstance(init, types.CodeType) or "transport" not in init.co_names:
+        return None  # a cycle that does not keep the transport this relies on: the reader task watches instead
     return _departed
 
 
