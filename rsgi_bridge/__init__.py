@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .bridge import RSGIBridge, detect_interface, wrap
 from .errors import ProtocolClosed, ProtocolError
-from .hooks import HookLoop
+from .hookloop import HookLoop
 from .http import HTTPProtocol, StreamTransport
 from .imports import TargetError
 from .mount import lifespan_context

@@ -18,7 +18,8 @@ from enum import StrEnum
 from typing import Any
 
 from .connection import ASGIReceive, ASGISend, logger
-from .hooks import HookLoop, call_hook, call_hook_stopped, describe
+from .hookloop import HookLoop
+from .hooks import call_hook, call_hook_stopped, describe
 from .process import PROCESS
 
 __all__ = ["FAILED", "NEW", "RUNNING", "STARTING", "STOPPED", "STOPPING", "Lifecycle", "State", "Untracked"]

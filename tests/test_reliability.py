@@ -26,6 +26,7 @@ import pytest
 
 from tests.servers import ROOT, Server, wait_for
 from tests.test_http import check_bad_case, check_kept_stream
+from tests.test_websocket import ws_connect
 
 APP = "tests.apps.fault_app:asgi"
 RSGI_APP = "tests.apps.fault_app:app"
@@ -516,9 +517,15 @@ def test_no_leak_after_1000_aborted_requests(kind: str, request: pytest.FixtureR
 
 @pytest.fixture(scope="module")
 def daphne_server() -> Iterator[Server]:
-    # daphne cancels an app still running this many seconds after its client left
-    with Server("daphne", APP, ["--application-close-timeout", "1"]) as s:
+    # daphne cancels an app still running this many seconds after its client left; ``observed`` is
+    # the bridged app recording how daphne's call of it ended (a cancellation must come back as one)
+    with Server("daphne", "tests.apps.fault_app:observed", ["--application-close-timeout", "1"]) as s:
         yield s
+
+
+# What the bridge logs when it contains an exception from the app as the app's failure
+# (``log_app_error``): never for a cancellation by the server.
+CONTAINED = "in RSGI app while handling"
 
 
 def _leave_while_running(server: Server, request: bytes, started: Callable[[], bool]) -> None:
@@ -535,21 +542,27 @@ def test_daphne_cancels_app_and_bridge_stays_consistent(daphne_server: Server) -
     assert stats(s)["inflight"] == 0
 
     # a long request whose client leaves: daphne cancels the app ~1 s later
+    since = len(s.output())
     _leave_while_running(s, b"GET /long?t=30 HTTP/1.1\r\nHost: x\r\n\r\n", lambda: stats(s)["inflight"] == 1)
-    seen = wait_events(s, lambda ev: ["long-cancelled"] in ev, timeout=15)
-    assert seen == [["long-cancelled"]]
-    assert "took too long to shut down and was killed" in s.output()  # daphne did cancel it
+    seen = wait_events(s, lambda ev: ["asgi-call", "/long", "cancelled"] in ev, timeout=15)
+    # the app saw the cancellation, and it came out of the bridge to daphne as a cancellation: not
+    # contained as the app's failure (that would log it and answer 500, and daphne's call would return)
+    assert seen == [["long-cancelled"], ["asgi-call", "/long", "cancelled"]], (seen, s.output()[since:])
+    assert "took too long to shut down and was killed" in s.output()[since:]  # daphne did cancel it
+    assert CONTAINED not in s.output()[since:]
     assert wait_for(lambda: stats(s)["inflight"] == 0, 10), stats(s)
 
     # the same with a body that was read before the long work
+    since = len(s.output())
     body = b"b" * 10_000
     _leave_while_running(
         s,
         b"POST /long-read?t=30 HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n" + body,
         lambda: stats(s)["inflight"] == 1,
     )
-    seen = wait_events(s, lambda ev: ["long-read-cancelled"] in ev, timeout=15)
-    assert seen == [["long-read-cancelled"]]
+    seen = wait_events(s, lambda ev: ["asgi-call", "/long-read", "cancelled"] in ev, timeout=15)
+    assert seen == [["long-read-cancelled"], ["asgi-call", "/long-read", "cancelled"]], (seen, s.output()[since:])
+    assert CONTAINED not in s.output()[since:]
     assert wait_for(lambda: stats(s)["inflight"] == 0, 10), stats(s)
 
     # several at once, of every kind, then everything is back where it started
@@ -582,6 +595,29 @@ def test_daphne_cancels_app_and_bridge_stays_consistent(daphne_server: Server) -
         for _ in range(20):
             assert c.get("/hello").text == "hello, world"
         assert c.post("/upload", content=b"x" * 50_000).text == "50000"
+
+
+def test_daphne_cancels_websocket_app_and_the_cancellation_propagates(daphne_server: Server) -> None:
+    """daphne cancels a websocket app still running ~1 s after its client left: the bridge lets that
+    cancellation through (not logged as the app's failure), and serving goes on."""
+    s = daphne_server
+    events(s)
+    base_tasks = stats(s)["tasks"]
+    since = len(s.output())
+    with ws_connect(s, "/ws/long") as ws:
+        assert ws.recv(timeout=5) == "ready"
+        assert stats(s)["inflight"] == 1
+    seen = wait_events(s, lambda ev: ["asgi-call", "/ws/long", "cancelled"] in ev, timeout=15)
+    assert seen == [["ws-long-cancelled"], ["asgi-call", "/ws/long", "cancelled"]], (seen, s.output()[since:])
+    assert "took too long to shut down and was killed" in s.output()[since:]  # daphne did cancel it
+    assert CONTAINED not in s.output()[since:]
+    assert wait_for(lambda: stats(s)["inflight"] == 0, 10), stats(s)
+    assert wait_for(lambda: stats(s)["tasks"] == base_tasks, 10), (stats(s), base_tasks)
+    # the same process goes on serving, websockets too
+    with ws_connect(s, "/ws/echo") as ws:
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "still here"
+    assert httpx.get(s.url + "/hello", timeout=10).text == "hello, world"
 
 
 def test_daphne_stops_promptly_after_cancellations() -> None:

@@ -9,6 +9,10 @@ calls, cancellations, ...). ``/_stats`` reports ``len(asyncio.all_tasks())``, th
 bridge or app code, the bridge's in-flight count without the stats request itself (``None``
 under Granian), outcome counters and the bytes the last download has sent so far; with
 ``?collect=1`` after a garbage collection, with ``?objects=1`` also the live objects.
+
+``observed`` is ``asgi`` with a record of how the server's call of it ended for a few long-running
+paths (``/long``, ``/long-read``, ``/ws/long``): whether a cancellation by the server came back to
+the server as a cancellation.
 """
 
 from __future__ import annotations
@@ -263,8 +267,40 @@ async def websocket(scope: Any, protocol: Any) -> None:
             except Exception as exc:
                 record("before-accept", label, exc_name(exc))
         protocol.close(403)
+    elif path == "/ws/long":
+        # accepted, then long work without receiving (the server may cancel it once the client left)
+        transport = await protocol.accept()
+        await transport.send_str("ready")
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            record("ws-long-cancelled")
+            raise
+        record("ws-long-done")
+        protocol.close(1000)
     else:
         protocol.close(404)
 
 
 asgi = wrap(app)
+
+_OBSERVED = frozenset({"/long", "/long-read", "/ws/long"})
+
+
+async def observed(scope: Any, receive: Any, send: Any) -> None:
+    """``asgi`` as the server calls it, recording how that call ended for the paths in ``_OBSERVED``:
+    ``["asgi-call", path, "cancelled"]`` when a cancellation came out of the bridge (the server's
+    own, which the bridge must let through), ``"returned"`` or the exception's class name else."""
+    path = scope.get("path")
+    if path not in _OBSERVED:
+        await asgi(scope, receive, send)
+        return
+    try:
+        await asgi(scope, receive, send)
+    except asyncio.CancelledError:
+        record("asgi-call", path, "cancelled")
+        raise
+    except BaseException as exc:
+        record("asgi-call", path, type(exc).__name__)
+        raise
+    record("asgi-call", path, "returned")
