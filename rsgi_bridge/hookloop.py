@@ -24,10 +24,14 @@ _THREAD_SAFE = frozenset({"call_soon_threadsafe", "is_closed", "get_debug", "tim
 # Loop methods whose result is a task or future the hook started on the serving loop: remembered,
 # so that what a failed or timed-out init left running can be cancelled (HookLoop.cancel_started).
 _STARTS = frozenset({"create_task", "create_future", "call_soon", "call_later", "call_at"})
-_OWN = frozenset({"_loop", "_hook_thread", "_started", "run_until_complete", "is_running", "cancel_started"})
+_OWN = frozenset(
+    {"_loop", "_hook_thread", "_started", "run_until_complete", "is_running", "cancel_started", "run_hook"}
+    | {"forget_started"}
+)
 
 
-async def _await(awaitable: Awaitable[Any]) -> Any:
+async def as_coroutine(awaitable: Awaitable[Any]) -> Any:
+    """``awaitable`` as a coroutine (for ``run_coroutine_threadsafe`` and ``wait_for``)."""
     return await awaitable
 
 
@@ -81,7 +85,7 @@ class HookLoop(asyncio.AbstractEventLoop):
         loop = object.__getattribute__(self, "_loop")
         if threading.get_ident() != object.__getattribute__(self, "_hook_thread"):
             return loop.run_until_complete(future)  # type: ignore[no-any-return]
-        coro = future if inspect.iscoroutine(future) else _await(future)  # type: ignore[arg-type]
+        coro = future if inspect.iscoroutine(future) else as_coroutine(future)  # type: ignore[arg-type]
         running = asyncio.run_coroutine_threadsafe(coro, loop)
         started = object.__getattribute__(self, "_started")
         started.append(running)
@@ -89,6 +93,20 @@ class HookLoop(asyncio.AbstractEventLoop):
             return running.result()  # type: ignore[no-any-return]
         finally:
             started.remove(running)
+
+    def run_hook(self, hook: Callable[[Any], _T]) -> _T:
+        """Call ``hook(self)`` on this (the hook's helper) thread, with this loop as the thread's loop."""
+        object.__setattr__(self, "_hook_thread", threading.get_ident())
+        asyncio.set_event_loop(self)
+        try:
+            return hook(self)
+        finally:
+            object.__setattr__(self, "_hook_thread", None)
+            asyncio.set_event_loop(None)
+
+    def forget_started(self) -> None:
+        """The hook succeeded: what it started is the app's to keep, nothing to cancel."""
+        object.__getattribute__(self, "_started").clear()
 
     def cancel_started(self) -> int:
         """Cancel what the hook started on the serving loop and is still pending; call on that loop.

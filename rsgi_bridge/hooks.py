@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .connection import logger
-from .hookloop import HookLoop, _await
+from .hookloop import HookLoop, as_coroutine
 
 __all__ = ["call_hook", "call_hook_stopped", "describe"]
 
@@ -54,31 +54,25 @@ async def call_hook(
     result: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
     def run() -> None:
-        object.__setattr__(hook_loop, "_hook_thread", threading.get_ident())
-        asyncio.set_event_loop(hook_loop)
         value: Any = None
         error: BaseException | None = None
         try:
-            try:
-                value = hook(hook_loop)
-            except BaseException as exc:
-                error = exc
-            try:
-                if error is None:
-                    result.set_result(value)
-                else:
-                    result.set_exception(error)
-            except concurrent.futures.InvalidStateError:  # cancelled: the hook outlived its timeout
-                logger.warning(
-                    "__rsgi_%s__ ended (%s) after its timeout had expired; its outcome is ignored",
-                    name,
-                    "failed: " + describe(error) if error is not None else "returned",
-                )
-                if late is not None:
-                    late(error)
-        finally:
-            object.__setattr__(hook_loop, "_hook_thread", None)
-            asyncio.set_event_loop(None)
+            value = hook_loop.run_hook(hook)
+        except BaseException as exc:
+            error = exc
+        try:
+            if error is None:
+                result.set_result(value)
+            else:
+                result.set_exception(error)
+        except concurrent.futures.InvalidStateError:  # cancelled: the hook outlived its timeout
+            logger.warning(
+                "__rsgi_%s__ ended (%s) after its timeout had expired; its outcome is ignored",
+                name,
+                "failed: " + describe(error) if error is not None else "returned",
+            )
+            if late is not None:
+                late(error)
 
     thread = threading.Thread(target=run, name=f"rsgi-bridge-{name}", daemon=True)
     if threads is not None:
@@ -88,8 +82,8 @@ async def call_hook(
     value = await asyncio.wait_for(asyncio.wrap_future(result), timeout)
     if inspect.isawaitable(value):
         left = None if timeout is None else max(timeout - (loop.time() - t0), 0.001)
-        await asyncio.wait_for(_await(value), left)
-    object.__getattribute__(hook_loop, "_started").clear()  # it succeeded: nothing to clean up
+        await asyncio.wait_for(as_coroutine(value), left)
+    hook_loop.forget_started()  # it succeeded: nothing to clean up
 
 
 def call_hook_stopped(hook: Callable[[Any], Any], loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
@@ -101,4 +95,4 @@ def call_hook_stopped(hook: Callable[[Any], Any], loop: asyncio.AbstractEventLoo
     """
     value = hook(loop)
     if inspect.isawaitable(value):
-        loop.run_until_complete(asyncio.wait_for(_await(value), timeout))
+        loop.run_until_complete(asyncio.wait_for(as_coroutine(value), timeout))
