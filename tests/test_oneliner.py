@@ -8,6 +8,8 @@ takes two colons for ``mode:module:app``), started as a real server subprocess.
 from __future__ import annotations
 
 import concurrent.futures
+import inspect
+import json
 import os
 import re
 import shlex
@@ -22,7 +24,8 @@ import pytest
 import rsgi_bridge
 from rsgi_bridge.imports import TargetError, parse_wrap_call
 from tests.apps.eco.myproject.main import STREAM
-from tests.servers import PY, ROOT, Server, free_port, server_argv
+from tests.rawhttp import parse, raw_exchange, req
+from tests.servers import PY, ROOT, Server, free_port, server_argv, wait_for
 
 APP = "tests.apps.oneliner_app"
 
@@ -60,28 +63,77 @@ OPTION_FORMS = [
     ("granian-asgi", f"rsgi_bridge:wrap({APP}:app, startup_timeout=0.3)"),
     ("gunicorn", f"rsgi_bridge:wrap('{APP}:app', startup_timeout=0.3)"),
     ("hypercorn", f"rsgi_bridge:wrap('{APP}.app', startup_timeout=0.3)"),
+    ("daphne", f"rsgi_bridge:wrap({APP}:app, startup_timeout=0.3)"),
 ]
+TIMED_OUT = "did not finish within startup_timeout=0.3s"
 
 
 @pytest.mark.parametrize(("kind", "target"), OPTION_FORMS)
 def test_keyword_options_in_the_app_string_are_applied(kind: str, target: str) -> None:
-    """A 1 s ``__rsgi_init__`` against ``startup_timeout=0.3``: startup fails, saying so."""
+    """A 1 s ``__rsgi_init__`` against ``startup_timeout=0.3``: startup fails, saying so.
+
+    daphne has no lifespan: init runs at the first request, which gets a 500; daphne stays up.
+    """
     s = Server(kind, target, env={"ONELINER_INIT_DELAY": "1"})
     try:
+        if kind == "daphne":
+            s.start()
+            assert httpx.get(f"{s.url}/here", timeout=10).status_code == 500
+            assert wait_for(lambda: TIMED_OUT in s.output(), timeout=5), s.output()
+            return
         s.start(wait=False)
         try:
             s.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pytest.fail(f"{kind} kept running after its startup failed:\n{s.output()}")
-        assert "did not finish within startup_timeout=0.3s" in s.output()
+        assert TIMED_OUT in s.output()
     finally:
         s.__exit__()
 
 
-def test_the_same_string_without_the_option_starts() -> None:
+@pytest.mark.parametrize("kind", ["uvicorn", "daphne"])
+def test_the_same_string_without_the_option_starts(kind: str) -> None:
     """The control for the test above: the slow init alone does not fail startup."""
-    with Server("uvicorn", f"rsgi_bridge:wrap({APP}:app)", env={"ONELINER_INIT_DELAY": "1"}) as s:
-        assert httpx.get(s.url, timeout=10).text.endswith("ready=True")
+    with Server(kind, f"rsgi_bridge:wrap({APP}:app)", env={"ONELINER_INIT_DELAY": "1"}) as s:
+        assert httpx.get(f"{s.url}/here", timeout=10).text.endswith("ready=True")
+
+
+# Every option of wrap, not only those above: header_decoding and accelerate through the app
+# strings that uvicorn, daphne and granian hand to rsgi_bridge (gunicorn and hypercorn call wrap).
+LATIN1_REQUEST = req("GET", "/x-name", b"X-Name: caf\xe9\r\n")
+
+
+@pytest.mark.parametrize(
+    ("options", "x_name", "bridge"),
+    [
+        (", accelerate=False, header_decoding='latin-1'", "café", {"accelerate": False, "header_decoding": "latin-1"}),
+        ("", None, {"accelerate": True, "header_decoding": "granian"}),  # defaults: the value left out, as Granian
+    ],
+    ids=["options", "defaults"],
+)
+@pytest.mark.parametrize("kind", ["uvicorn", "daphne", "granian-asgi"])
+def test_header_decoding_and_accelerate_in_the_app_string(
+    kind: str, options: str, x_name: str | None, bridge: dict[str, object]
+) -> None:
+    with Server(kind, f"rsgi_bridge:wrap({APP}:app{options})", env={"RSGI_BRIDGE_ACCELERATE": "1"}) as s:
+        seen = parse(raw_exchange(s.port, LATIN1_REQUEST))
+        bridges = httpx.get(f"{s.url}/options", timeout=10).json()
+    assert seen.status == 200
+    assert json.loads(seen.body) == x_name  # what the RSGI app sees of a latin-1 header value
+    assert bridges == [bridge]  # the options of the one bridge the server built from its app string
+
+
+@pytest.mark.parametrize(("options", "accelerated"), [(", accelerate=False", "0"), ("", "2")])
+def test_accelerate_false_in_uvicorns_app_string_turns_its_accelerator_off(options: str, accelerated: str) -> None:
+    """uvicorn has accelerators: with ``accelerate=False`` none of its one-write responses is used."""
+    target = f"rsgi_bridge:wrap(tests.apps.accel_app:app{options})"
+    env = {"RSGI_BRIDGE_ACCELERATE": "1"}
+    with (
+        Server("uvicorn", target, ["--http", "httptools"], env=env) as s,
+        httpx.Client(base_url=s.url, timeout=10) as c,
+    ):
+        assert [c.get("/r/hello").text for _ in range(2)] == ["Hello, world!"] * 2
+        assert c.get("/_accelerated").text == accelerated  # responses written by the accelerator
 
 
 @pytest.mark.parametrize(
@@ -174,6 +226,16 @@ def test_an_import_error_inside_the_module_is_not_hidden(
 )
 def test_parse_wrap_call(text: str, expected: tuple[str, dict[str, object]]) -> None:
     assert parse_wrap_call(text) == expected
+
+
+def test_parse_wrap_call_takes_every_keyword_option_of_wrap() -> None:
+    """The app string's options are ``wrap``'s own: a new option of ``wrap`` cannot be missing here."""
+    names = [p.name for p in inspect.signature(rsgi_bridge.wrap).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    assert {"drain_timeout", "header_decoding", "accelerate"} <= set(names)
+    for name in names:
+        assert parse_wrap_call(f"wrap(a.b:c, {name}=None)") == ("a.b:c", {name: None})
+    with pytest.raises(TargetError, match=r"unknown option 'bogus' .*: wrap accepts drain_timeout, .*accelerate"):
+        parse_wrap_call("wrap(a.b:c, bogus=1)")
 
 
 @pytest.mark.parametrize(
