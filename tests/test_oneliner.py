@@ -26,6 +26,7 @@ from rsgi_bridge.imports import TargetError, parse_wrap_call
 from tests.apps.eco.myproject.main import STREAM
 from tests.rawhttp import parse, raw_exchange, req
 from tests.servers import PY, ROOT, Server, free_port, server_argv, wait_for
+from tests.test_docs import ALL_BLOCKS, command_lines
 
 APP = "tests.apps.oneliner_app"
 
@@ -266,7 +267,7 @@ def test_other_attributes_of_the_package_are_unaffected() -> None:
 # --- docs/deployment.md: every command on the page, run as written (host and port, key files swapped in) ---
 
 PAGE = ROOT / "docs" / "deployment.md"
-MARKER = re.compile(r"^<!-- not run: tests/test_oneliner\.py runs it as (\S+) -->$")
+MARKER = re.compile(r"^<!-- run by tests/test_oneliner\.py as (cmd_\S+) -->$")
 ECO = ROOT / "tests" / "apps" / "eco"  # myproject.main: the app the pages name
 COMMANDS = {
     "cmd_uvicorn",
@@ -365,6 +366,42 @@ def test_limit_concurrency_on_uvicorn() -> None:
             assert over.text == "Service Unavailable"  # uvicorn's own answer
             assert slow.result().text == "slow done"
         assert httpx.get(f"{s.url}/users/1", timeout=10).text == "user 1"  # below the limit again
+
+
+def test_the_bad_app_strings_the_deployment_page_shows() -> None:
+    """The page's ``$ command`` lines, run (host and port added): each prints the line shown after it."""
+    name = "test_the_bad_app_strings_the_deployment_page_shows"
+    (shown,) = [b for b in ALL_BLOCKS if b.path == PAGE and b.run_as == name]
+    lines = shown.code.splitlines()
+    examples = [(line[2:], lines[i + 1]) for i, line in enumerate(lines) if line.startswith("$ ")]
+    assert len(examples) == 2 and len(lines) == 2 * len(examples), shown.code
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ECO), str(ROOT)])}
+    for command, printed in examples:
+        argv = [PY, "-m", *shlex.split(command), "--host", "127.0.0.1", "--port", str(free_port())]
+        r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30, env=env)
+        assert r.returncode != 0
+        assert printed in r.stderr.splitlines(), r.stderr
+
+
+# The README and the overview page show server commands: each one is a command a test of
+# docs/deployment.md (this file) or docs/middleware.md (tests/test_ecosystem.py) runs.
+SHOWN = [b for b in ALL_BLOCKS if b.run_as == "test_the_commands_shown_are_tested_ones"]
+TESTED = [
+    shlex.split(b.code)
+    for b in ALL_BLOCKS
+    if b.run_by in ("tests/test_oneliner.py", "tests/test_ecosystem.py") and b.run_as.startswith("cmd_")
+]
+
+
+def test_the_commands_shown_are_tested_ones() -> None:
+    assert {b.path.name for b in SHOWN} == {"README.md", "index.md"}
+    assert len(TESTED) == len(COMMANDS) + 1  # + cmd_proxy_headers of docs/middleware.md
+    for block in SHOWN:
+        for line in command_lines(block.code):
+            assert shlex.split(line) in TESTED, f"{block.where}: {line!r} is not a command the tests run"
+    (readme,) = [b for b in SHOWN if b.path.name == "README.md"]
+    shown = set(shlex.split(readme.code, comments=True))
+    assert {"--ssl-keyfile", "--proxy-headers", "--limit-concurrency", "hypercorn", "--certfile"} <= shown  # issue 15
 
 
 def test_a_failing_app_module_keeps_its_traceback(tmp_path: Path) -> None:
