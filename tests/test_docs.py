@@ -272,6 +272,24 @@ def test_quick_start_installs_existing_extras(page: Path) -> None:
         assert run_it.startswith(command), block.code
 
 
+def test_quick_start_venv_step(tmp_path: Path) -> None:
+    """The step before the quick start, as written, makes a venv whose pip installs there (a system
+    Python may refuse, PEP 668); the pages name the Python the project requires."""
+    minimum = PROJECT["requires-python"].removeprefix(">=")
+    steps = set()
+    for page in QUICK_START_PAGES:
+        text = page.read_text()
+        assert f"Python ≥ {minimum}" in text, page.name
+        steps.update(re.findall(r"`(python3 -m venv [^`]*)`", text))
+    (venv,) = steps  # one step, the same on both pages
+    required = tuple(int(n) for n in minimum.split("."))
+    script = f"{venv} && command -v pip && python -c 'import sys; print(sys.version_info >= {required})'"
+    env = {"PATH": f"{Path(PY).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    r = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(tmp_path / ".venv" / "bin" / "pip"), "True"], r.stdout
+
+
 @pytest.mark.parametrize("page", QUICK_START_PAGES, ids=lambda p: p.name)
 def test_quick_start_serves_the_example(page: Path) -> None:
     """The quick start's first command, as written (only the port changed), serves examples/hello.py."""
