@@ -189,6 +189,9 @@ def test_trusted_host_rejects_other_hosts(recipes: dict[str, str]) -> None:
             assert r.status_code == 200
             assert r.json()["headers"]["host"] == [host]
         assert c.get("/stream", headers={"host": "example.com"}).content == STREAM
+        file = c.get("/file", headers={"host": "api.example.com"})  # a file response, through the middleware
+        assert file.status_code == 200 and file.content == Path(FILE).read_bytes()
+        assert c.get("/file", headers={"host": "evil.example"}).status_code == 400
 
 
 # --- Proxy headers ----------------------------------------------------------------------------------
