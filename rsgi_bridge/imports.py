@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import os
 import sys
 from typing import Any
 
-from .bridge import detect_interface
+from .bridge import detect_interface, wrap
 
 __all__ = ["WRAP_OPTIONS", "TargetError", "load_target", "parse_wrap_call"]
 
-WRAP_OPTIONS = ("drain_timeout", "startup_timeout", "shutdown_timeout", "chunk_size", "interface")
-"""The keyword options of :func:`rsgi_bridge.wrap`, the only names an app string may set."""
+WRAP_OPTIONS = tuple(p.name for p in inspect.signature(wrap).parameters.values() if p.kind is p.KEYWORD_ONLY)
+"""The keyword options of :func:`rsgi_bridge.wrap`, the only names an app string may set (read from its signature)."""
 
 
 class TargetError(ValueError):
@@ -122,7 +123,9 @@ def parse_wrap_call(text: str) -> tuple[str, dict[str, Any]]:
     except (SyntaxError, ValueError, TypeError) as exc:
         if isinstance(exc, TargetError):
             raise
-        raise TargetError(f"cannot read {text!r}: options must be name=literal (a number, a string, None)") from None
+        raise TargetError(
+            f"cannot read {text!r}: options must be name=literal (a number, a string, True/False, None)"
+        ) from None
     if len(args) != 1 or not isinstance(args[0], str) or not args[0]:
         raise TargetError(f"{text!r} must name one RSGI app as 'module:attribute', then options as name=value")
     return args[0], options
@@ -147,8 +150,6 @@ def app_string_attribute(text: str) -> Any:
     """
     if not _complete(text):
         return _PendingWrap(text)
-    from .bridge import wrap
-
     try:
         target, options = parse_wrap_call(text)
         app = load_target(target)  # the module's own import errors keep their traceback

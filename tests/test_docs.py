@@ -1,7 +1,7 @@
 """Every code example in README.md and docs/*.md runs, as the reader would run it.
 
 The convention (docs/development.md, "Code examples are tested"): the line before each fenced
-``python`` block is an HTML comment, invisible on GitHub and in the built site:
+block, in any language, is an HTML comment, invisible on GitHub and in the built site:
 
 - ``<!-- run -->``: the block is a script; it runs in a fresh interpreter and must exit 0.
 - ``<!-- run pytest -->``: the block is a test module (named by a first line ``# name.py``); pytest
@@ -11,12 +11,15 @@ The convention (docs/development.md, "Code examples are tested"): the line befor
   has helpers that serve an app the block made); statements are separated by ``; ``;
   ``group="name"``: the ``run pytest`` blocks of a page with the same group go into one directory
   (a ``conftest.py`` and the tests that use it); ``args="..."``: extra pytest arguments.
+- ``<!-- run by tests/test_x.py as NAME -->``: another test file runs the block (a shell command, a
+  config, a recipe), finding it by ``NAME``: the file must exist and contain ``NAME`` and the page's
+  file name. Without ``as NAME``, the file must contain each command line of the block.
 - ``<!-- not run: reason -->``: the block is not executed, for the reason given.
 
-An unmarked python block fails ``test_every_python_block_is_marked``. ``from myproject import ...``
+An unmarked block fails ``test_every_block_is_marked``. ``from myproject import ...``
 resolves to ``tests/docs/myproject``, small apps standing in for the reader's project.
-Besides the python blocks, the README's quick-start command and the uvicorn log config of the
-lifecycle page run against real servers.
+Besides the python blocks, this file runs the quick-start commands of the README and the
+overview page and the uvicorn log config of the lifecycle page against real servers.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from tests.servers import PY, ROOT, Server, free_port
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MYPROJECT = ROOT / "tests" / "docs"
 PYTHON_LANGS = {"python", "py"}
-MARK = re.compile(r"^<!--\s*(run|not run)\b(.*?)-->\s*$")
+MARK = re.compile(r"^<!--\s*(run by|run|not run)\b(.*?)-->\s*$")
+RUN_BY = re.compile(r"^(tests/test_\w+\.py)(?:\s+as\s+(\S+))?$")
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)(.*)$")
 ATTR = re.compile(r'(\w+)="([^"]*)"')
 ATTRS = {"with", "then", "group", "args"}
@@ -55,8 +59,10 @@ class Block:
     code: str
     mark: str | None = None  # the marker comment's text, None when the block is unmarked
     problems: list[str] = field(default_factory=list)
-    mode: str = ""  # "script", "pytest" or "not run"
+    mode: str = ""  # "script", "pytest", "run by" or "not run"
     attrs: dict[str, str] = field(default_factory=dict)
+    run_by: str = ""  # "run by": the test file that runs the block
+    run_as: str = ""  # "run by ... as NAME": the name that file finds the block by
 
     @property
     def where(self) -> str:
@@ -74,6 +80,23 @@ def parse_mark(block: Block, text: str) -> None:
         if not rest.startswith(":") or not reason:
             block.problems.append("'not run' needs a reason: <!-- not run: why -->")
         return
+    if kind == "run by":
+        block.mode = "run by"
+        m = RUN_BY.match(rest)
+        if m is None:
+            block.problems.append("cannot read the marker: write <!-- run by tests/test_x.py as NAME -->")
+            return
+        block.run_by, block.run_as = m.group(1), m.group(2) or ""
+        test_file = ROOT / block.run_by
+        text = test_file.read_text() if test_file.is_file() else ""
+        if not text:
+            block.problems.append(f"{block.run_by} does not exist")
+        elif block.run_as:  # the test finds the block on this page by its name
+            if missing := [word for word in (block.run_as, block.path.name) if word not in text]:
+                block.problems.append(f"{block.run_by} never mentions {', '.join(missing)}: it cannot run this block")
+        elif missing := [line for line in command_lines(block.code) if line not in text]:
+            block.problems.append(f"{block.run_by} does not contain {missing}: it cannot run this block")
+        return
     block.mode = "script"
     if rest.startswith("pytest"):
         block.mode, rest = "pytest", rest.removeprefix("pytest").strip()
@@ -84,6 +107,11 @@ def parse_mark(block: Block, text: str) -> None:
         block.problems.append(f"unknown marker attribute(s) {sorted(unknown)}")
     if block.lang not in PYTHON_LANGS:
         block.problems.append(f"only python blocks are run, this one is {block.lang or 'plain'!r}")
+
+
+def command_lines(code: str) -> list[str]:
+    """The lines of a shell block that are commands (not blank, not a comment)."""
+    return [line.strip() for line in code.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def blocks(path: Path) -> list[Block]:
@@ -122,14 +150,17 @@ def test_the_docs_have_python_examples() -> None:
     python = [b for b in ALL_BLOCKS if b.lang in PYTHON_LANGS]
     assert len(python) >= 10
     assert {b.path.name for b in python} >= {"README.md", "index.md", "testing.md", "servers.md", "lifecycle.md"}
+    assert {b.lang for b in ALL_BLOCKS} >= {"bash", "json", "yaml", "text"}  # and the others
 
 
-def test_every_python_block_is_marked() -> None:
+def test_every_block_is_marked() -> None:
+    """Every fenced block, in any language, says how it runs (or why it does not)."""
     problems = [f"{b.where}: {p}" for b in ALL_BLOCKS for p in b.problems]
     problems += [
-        f"{b.where}: python block without <!-- run --> / <!-- not run: reason --> on the line before it"
+        f"{b.where}: {b.lang or 'plain'} block without <!-- run -->, <!-- run by tests/test_x.py as NAME --> "
+        "or <!-- not run: reason --> on the line before it"
         for b in ALL_BLOCKS
-        if b.lang in PYTHON_LANGS and b.mark is None
+        if b.mark is None
     ]
     for path in DOC_FILES:  # a marker must stand right before a block (a typo'd fence would hide it)
         lines = path.read_text().split("\n")
@@ -213,14 +244,27 @@ def test_example_runs(group: list[Block], results: dict[str, Future[subprocess.C
         assert re.search(r"\d+ passed", r.stdout) and "skipped" not in r.stdout, r.stdout
 
 
-def readme_blocks() -> list[Block]:
-    return [b for b in ALL_BLOCKS if b.path.name == "README.md"]
+# The README and the overview page (index.md) show the same quick start.
+QUICK_START_PAGES = [ROOT / "README.md", ROOT / "docs" / "index.md"]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
-def test_readme_quick_start_installs_existing_extras() -> None:
-    """The first two README blocks: install an extra, then serve the example / run the suite."""
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    serve, test = readme_blocks()[:2]
+def quick_start(page: Path) -> list[Block]:
+    """The page's two quick-start blocks: install an extra, then serve the example / run the suite."""
+    found = [b for b in ALL_BLOCKS if b.path == page and b.code.startswith('pip install -e ".[')]
+    assert len(found) == 2, f"{page.name}: the quick start is two blocks, found {len(found)}"
+    return found
+
+
+def test_the_readme_starts_with_the_quick_start() -> None:
+    readme = QUICK_START_PAGES[0]
+    assert [b for b in ALL_BLOCKS if b.path == readme][:2] == quick_start(readme)
+
+
+@pytest.mark.parametrize("page", QUICK_START_PAGES, ids=lambda p: p.name)
+def test_quick_start_installs_existing_extras(page: Path) -> None:
+    extras = PROJECT["optional-dependencies"]
+    serve, test = quick_start(page)
     assert serve.lang == test.lang == "bash"
     for block, extra, command in ((serve, "server", "rsgi-bridge"), (test, "test", "python -m pytest")):
         install, run_it = (part.strip() for part in block.code.strip().split("&&"))
@@ -228,9 +272,28 @@ def test_readme_quick_start_installs_existing_extras() -> None:
         assert run_it.startswith(command), block.code
 
 
-def test_readme_quick_start_serves_the_example() -> None:
-    """The README's first command, as written (only the port changed), serves examples/hello.py."""
-    argv = shlex.split(readme_blocks()[0].code.split("&&")[1])
+def test_quick_start_venv_step(tmp_path: Path) -> None:
+    """The step before the quick start, as written, makes a venv whose pip installs there (a system
+    Python may refuse, PEP 668); the pages name the Python the project requires."""
+    minimum = PROJECT["requires-python"].removeprefix(">=")
+    steps = set()
+    for page in QUICK_START_PAGES:
+        text = page.read_text()
+        assert f"Python ≥ {minimum}" in text, page.name
+        steps.update(re.findall(r"`(python3 -m venv [^`]*)`", text))
+    (venv,) = steps  # one step, the same on both pages
+    required = tuple(int(n) for n in minimum.split("."))
+    script = f"{venv} && command -v pip && python -c 'import sys; print(sys.version_info >= {required})'"
+    env = {"PATH": f"{Path(PY).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    r = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(tmp_path / ".venv" / "bin" / "pip"), "True"], r.stdout
+
+
+@pytest.mark.parametrize("page", QUICK_START_PAGES, ids=lambda p: p.name)
+def test_quick_start_serves_the_example(page: Path) -> None:
+    """The quick start's first command, as written (only the port changed), serves examples/hello.py."""
+    argv = shlex.split(quick_start(page)[0].code.split("&&")[1])
     assert argv[0] == "rsgi-bridge" and argv[argv.index("--port") + 1] == "8000", argv
     port = free_port()
     argv[argv.index("--port") + 1] = str(port)

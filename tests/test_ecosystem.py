@@ -1,7 +1,7 @@
 """Real ASGI middleware and instrumentation around a bridged RSGI app, on real servers.
 
 Every recipe of ``docs/middleware.md`` is taken from the page as written (the block after a
-``<!-- not run: tests/test_ecosystem.py serves it as NAME -->`` marker), written to a directory on
+``<!-- run by tests/test_ecosystem.py as NAME -->`` marker), written to a directory on
 ``PYTHONPATH`` and served; the RSGI app they wrap is ``tests/apps/eco/myproject/main.py``.
 OpenTelemetry and Sentry run in the server process, recorded there by ``tests/apps/eco/harness_*.py``.
 """
@@ -25,7 +25,7 @@ from tests.servers import PY, ROOT, Server, wait_for
 
 ECO = ROOT / "tests" / "apps" / "eco"
 PAGE = ROOT / "docs" / "middleware.md"
-MARKER = re.compile(r"^<!-- not run: tests/test_ecosystem\.py (?:serves|runs) it as (\S+) -->$")
+MARKER = re.compile(r"^<!-- run by tests/test_ecosystem\.py as (\S+) -->$")
 
 # Every block the page marks for this file, and the tests that use it.
 USED = {
@@ -189,6 +189,9 @@ def test_trusted_host_rejects_other_hosts(recipes: dict[str, str]) -> None:
             assert r.status_code == 200
             assert r.json()["headers"]["host"] == [host]
         assert c.get("/stream", headers={"host": "example.com"}).content == STREAM
+        file = c.get("/file", headers={"host": "api.example.com"})  # a file response, through the middleware
+        assert file.status_code == 200 and file.content == Path(FILE).read_bytes()
+        assert c.get("/file", headers={"host": "evil.example"}).status_code == 400
 
 
 # --- Proxy headers ----------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ takes two colons for ``mode:module:app``), started as a real server subprocess.
 from __future__ import annotations
 
 import concurrent.futures
+import inspect
+import json
 import os
 import re
 import shlex
@@ -22,7 +24,9 @@ import pytest
 import rsgi_bridge
 from rsgi_bridge.imports import TargetError, parse_wrap_call
 from tests.apps.eco.myproject.main import STREAM
-from tests.servers import PY, ROOT, Server, free_port, server_argv
+from tests.rawhttp import parse, raw_exchange, req
+from tests.servers import PY, ROOT, Server, free_port, server_argv, wait_for
+from tests.test_docs import ALL_BLOCKS, command_lines
 
 APP = "tests.apps.oneliner_app"
 
@@ -60,28 +64,77 @@ OPTION_FORMS = [
     ("granian-asgi", f"rsgi_bridge:wrap({APP}:app, startup_timeout=0.3)"),
     ("gunicorn", f"rsgi_bridge:wrap('{APP}:app', startup_timeout=0.3)"),
     ("hypercorn", f"rsgi_bridge:wrap('{APP}.app', startup_timeout=0.3)"),
+    ("daphne", f"rsgi_bridge:wrap({APP}:app, startup_timeout=0.3)"),
 ]
+TIMED_OUT = "did not finish within startup_timeout=0.3s"
 
 
 @pytest.mark.parametrize(("kind", "target"), OPTION_FORMS)
 def test_keyword_options_in_the_app_string_are_applied(kind: str, target: str) -> None:
-    """A 1 s ``__rsgi_init__`` against ``startup_timeout=0.3``: startup fails, saying so."""
+    """A 1 s ``__rsgi_init__`` against ``startup_timeout=0.3``: startup fails, saying so.
+
+    daphne has no lifespan: init runs at the first request, which gets a 500; daphne stays up.
+    """
     s = Server(kind, target, env={"ONELINER_INIT_DELAY": "1"})
     try:
+        if kind == "daphne":
+            s.start()
+            assert httpx.get(f"{s.url}/here", timeout=10).status_code == 500
+            assert wait_for(lambda: TIMED_OUT in s.output(), timeout=5), s.output()
+            return
         s.start(wait=False)
         try:
             s.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pytest.fail(f"{kind} kept running after its startup failed:\n{s.output()}")
-        assert "did not finish within startup_timeout=0.3s" in s.output()
+        assert TIMED_OUT in s.output()
     finally:
         s.__exit__()
 
 
-def test_the_same_string_without_the_option_starts() -> None:
+@pytest.mark.parametrize("kind", ["uvicorn", "daphne"])
+def test_the_same_string_without_the_option_starts(kind: str) -> None:
     """The control for the test above: the slow init alone does not fail startup."""
-    with Server("uvicorn", f"rsgi_bridge:wrap({APP}:app)", env={"ONELINER_INIT_DELAY": "1"}) as s:
-        assert httpx.get(s.url, timeout=10).text.endswith("ready=True")
+    with Server(kind, f"rsgi_bridge:wrap({APP}:app)", env={"ONELINER_INIT_DELAY": "1"}) as s:
+        assert httpx.get(f"{s.url}/here", timeout=10).text.endswith("ready=True")
+
+
+# Every option of wrap, not only those above: header_decoding and accelerate through the app
+# strings that uvicorn, daphne and granian hand to rsgi_bridge (gunicorn and hypercorn call wrap).
+LATIN1_REQUEST = req("GET", "/x-name", b"X-Name: caf\xe9\r\n")
+
+
+@pytest.mark.parametrize(
+    ("options", "x_name", "bridge"),
+    [
+        (", accelerate=False, header_decoding='latin-1'", "café", {"accelerate": False, "header_decoding": "latin-1"}),
+        ("", None, {"accelerate": True, "header_decoding": "granian"}),  # defaults: the value left out, as Granian
+    ],
+    ids=["options", "defaults"],
+)
+@pytest.mark.parametrize("kind", ["uvicorn", "daphne", "granian-asgi"])
+def test_header_decoding_and_accelerate_in_the_app_string(
+    kind: str, options: str, x_name: str | None, bridge: dict[str, object]
+) -> None:
+    with Server(kind, f"rsgi_bridge:wrap({APP}:app{options})", env={"RSGI_BRIDGE_ACCELERATE": "1"}) as s:
+        seen = parse(raw_exchange(s.port, LATIN1_REQUEST))
+        bridges = httpx.get(f"{s.url}/options", timeout=10).json()
+    assert seen.status == 200
+    assert json.loads(seen.body) == x_name  # what the RSGI app sees of a latin-1 header value
+    assert bridges == [bridge]  # the options of the one bridge the server built from its app string
+
+
+@pytest.mark.parametrize(("options", "accelerated"), [(", accelerate=False", "0"), ("", "2")])
+def test_accelerate_false_in_uvicorns_app_string_turns_its_accelerator_off(options: str, accelerated: str) -> None:
+    """uvicorn has accelerators: with ``accelerate=False`` none of its one-write responses is used."""
+    target = f"rsgi_bridge:wrap(tests.apps.accel_app:app{options})"
+    env = {"RSGI_BRIDGE_ACCELERATE": "1"}
+    with (
+        Server("uvicorn", target, ["--http", "httptools"], env=env) as s,
+        httpx.Client(base_url=s.url, timeout=10) as c,
+    ):
+        assert [c.get("/r/hello").text for _ in range(2)] == ["Hello, world!"] * 2
+        assert c.get("/_accelerated").text == accelerated  # responses written by the accelerator
 
 
 @pytest.mark.parametrize(
@@ -176,6 +229,16 @@ def test_parse_wrap_call(text: str, expected: tuple[str, dict[str, object]]) -> 
     assert parse_wrap_call(text) == expected
 
 
+def test_parse_wrap_call_takes_every_keyword_option_of_wrap() -> None:
+    """The app string's options are ``wrap``'s own: a new option of ``wrap`` cannot be missing here."""
+    names = [p.name for p in inspect.signature(rsgi_bridge.wrap).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    assert {"drain_timeout", "header_decoding", "accelerate"} <= set(names)
+    for name in names:
+        assert parse_wrap_call(f"wrap(a.b:c, {name}=None)") == ("a.b:c", {name: None})
+    with pytest.raises(TargetError, match=r"unknown option 'bogus' .*: wrap accepts drain_timeout, .*accelerate"):
+        parse_wrap_call("wrap(a.b:c, bogus=1)")
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -204,7 +267,7 @@ def test_other_attributes_of_the_package_are_unaffected() -> None:
 # --- docs/deployment.md: every command on the page, run as written (host and port, key files swapped in) ---
 
 PAGE = ROOT / "docs" / "deployment.md"
-MARKER = re.compile(r"^<!-- not run: tests/test_oneliner\.py runs it as (\S+) -->$")
+MARKER = re.compile(r"^<!-- run by tests/test_oneliner\.py as (cmd_\S+) -->$")
 ECO = ROOT / "tests" / "apps" / "eco"  # myproject.main: the app the pages name
 COMMANDS = {
     "cmd_uvicorn",
@@ -303,6 +366,42 @@ def test_limit_concurrency_on_uvicorn() -> None:
             assert over.text == "Service Unavailable"  # uvicorn's own answer
             assert slow.result().text == "slow done"
         assert httpx.get(f"{s.url}/users/1", timeout=10).text == "user 1"  # below the limit again
+
+
+def test_the_bad_app_strings_the_deployment_page_shows() -> None:
+    """The page's ``$ command`` lines, run (host and port added): each prints the line shown after it."""
+    name = "test_the_bad_app_strings_the_deployment_page_shows"
+    (shown,) = [b for b in ALL_BLOCKS if b.path == PAGE and b.run_as == name]
+    lines = shown.code.splitlines()
+    examples = [(line[2:], lines[i + 1]) for i, line in enumerate(lines) if line.startswith("$ ")]
+    assert len(examples) == 2 and len(lines) == 2 * len(examples), shown.code
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ECO), str(ROOT)])}
+    for command, printed in examples:
+        argv = [PY, "-m", *shlex.split(command), "--host", "127.0.0.1", "--port", str(free_port())]
+        r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30, env=env)
+        assert r.returncode != 0
+        assert printed in r.stderr.splitlines(), r.stderr
+
+
+# The README and the overview page show server commands: each one is a command a test of
+# docs/deployment.md (this file) or docs/middleware.md (tests/test_ecosystem.py) runs.
+SHOWN = [b for b in ALL_BLOCKS if b.run_as == "test_the_commands_shown_are_tested_ones"]
+TESTED = [
+    shlex.split(b.code)
+    for b in ALL_BLOCKS
+    if b.run_by in ("tests/test_oneliner.py", "tests/test_ecosystem.py") and b.run_as.startswith("cmd_")
+]
+
+
+def test_the_commands_shown_are_tested_ones() -> None:
+    assert {b.path.name for b in SHOWN} == {"README.md", "index.md"}
+    assert len(TESTED) == len(COMMANDS) + 1  # + cmd_proxy_headers of docs/middleware.md
+    for block in SHOWN:
+        for line in command_lines(block.code):
+            assert shlex.split(line) in TESTED, f"{block.where}: {line!r} is not a command the tests run"
+    (readme,) = [b for b in SHOWN if b.path.name == "README.md"]
+    shown = set(shlex.split(readme.code, comments=True))
+    assert {"--ssl-keyfile", "--proxy-headers", "--limit-concurrency", "hypercorn", "--certfile"} <= shown  # issue 15
 
 
 def test_a_failing_app_module_keeps_its_traceback(tmp_path: Path) -> None:
