@@ -53,11 +53,14 @@ MIB = 1024 * 1024
 class ServerSpec:
     key: str
     label: str
-    kind: str  # "uvicorn" or "granian"
+    kind: str  # "uvicorn", "hypercorn" or "granian"
     target: str
     compare: str = ""  # --compare: directory of another copy of the rsgi_bridge package to wrap with
     peer: bool = False  # serves the Emmett55 peer workloads only (and only it serves them)
     options: tuple[str, ...] = ()  # more server options
+    env: tuple[tuple[str, str], ...] = ()  # more environment variables
+    base: str = ""  # the server this one is compared with, if not the workload's baseline (BASELINE)
+    extra: bool = False  # run only when named with -s, and left out of the chart
 
 
 SERVERS = {
@@ -65,6 +68,18 @@ SERVERS = {
     "bridge": ServerSpec("bridge", "RSGI via rsgi-bridge / uvicorn", "uvicorn", "apps:bridged_app"),
     "granian": ServerSpec("granian", "RSGI / Granian", "granian", "apps:rsgi_app"),
     "starlette": ServerSpec("starlette", "Starlette / uvicorn", "uvicorn", "apps:starlette_app"),
+    # The generic path: every accelerator off, on uvicorn and on hypercorn (which has none).
+    "bridge-generic": ServerSpec(
+        "bridge-generic", "rsgi-bridge, accelerators off / uvicorn", "uvicorn", "apps:bridged_app",
+        env=(("RSGI_BRIDGE_ACCELERATE", "0"),), extra=True,
+    ),
+    "asgi-hypercorn": ServerSpec(
+        "asgi-hypercorn", "native ASGI / hypercorn", "hypercorn", "apps:asgi_app", extra=True
+    ),
+    "bridge-hypercorn": ServerSpec(
+        "bridge-hypercorn", "RSGI via rsgi-bridge / hypercorn", "hypercorn", "apps:bridged_app",
+        base="asgi-hypercorn", extra=True,
+    ),
     # Peers: the same Emmett55 app through its own ASGI interface, and as RSGI through the bridge.
     # (Emmett's App.__call__ is not an ``async def``: uvicorn would take it for ASGI 2 without --interface.)
     "emmett-asgi": ServerSpec(
@@ -201,6 +216,11 @@ class RunningServer:
                 "--http", "httptools", "--loop", "uvloop", "--workers", "1",
                 "--no-access-log", "--log-level", "warning", *spec.options,
             ]  # fmt: skip
+        elif spec.kind == "hypercorn":
+            cmd = [
+                PY, "-m", "hypercorn", spec.target, "--bind", f"127.0.0.1:{p}", "--worker-class", "uvloop",
+                "--workers", "1", "--log-level", "warning", *spec.options,
+            ]  # fmt: skip
         else:
             cmd = [
                 PY, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1", "--port", p,
@@ -210,6 +230,7 @@ class RunningServer:
         self.argv = pin(cpu) + cmd
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env.update(spec.env)
         if spec.compare:
             env["RSGI_BENCH_COMPARE"] = spec.compare
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{spec.key}-", suffix=".log", delete=False)  # noqa: SIM115
@@ -510,6 +531,28 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def compared_with(per: dict[str, Any]) -> dict[str, str]:
+    """For each served bridge (and Emmett peer) among ``per``'s servers, the server it is compared with."""
+    out = {}
+    for s in per:
+        spec = SERVERS[s]
+        base = spec.base or BASELINE[spec.peer][0]
+        if (s.startswith("bridge") or s == BASELINE[spec.peer][1]) and base in per:
+            out[s] = base
+    return out
+
+
+def other_ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Workload -> compared server -> ratio of medians, for the pairs besides the main one (see ratios)."""
+    out: dict[str, dict[str, float]] = {}
+    for wkey, per in results.items():
+        main = BASELINE[WORKLOADS[wkey].peer][1]
+        for s, base in compared_with(per).items():
+            if s != main and per[base]["summary"]["rps_median"]:
+                out.setdefault(wkey, {})[s] = per[s]["summary"]["rps_median"] / per[base]["summary"]["rps_median"]
+    return out
+
+
 def ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     """bridge/native per workload (Emmett55 peers: bridged/Emmett's ASGI): ratio of medians, and the
     min-max of the per-round ratios."""
@@ -570,6 +613,13 @@ def markdown(doc: dict[str, Any]) -> str:
         r = rat.get(wkey)
         ratio = f"**{r['ratio']:.3f}** ({r['round_min']:.3f}-{r['round_max']:.3f})" if r else "-"
         lines.append(f"| {WORKLOADS[wkey].label} | " + " | ".join(cells) + f" | {ratio} |")
+    others = doc.get("other_ratios") or {}
+    if others:
+        lines += ["", "Other ratios (median over median):", ""]
+        for wkey, per in others.items():
+            for s, r in per.items():
+                base = SERVERS[s].base or BASELINE[SERVERS[s].peer][0]
+                lines.append(f"- {WORKLOADS[wkey].label}: {SERVERS[s].label} / {SERVERS[base].label} = **{r:.3f}**")
     return "\n".join(lines) + "\n"
 
 
@@ -584,7 +634,7 @@ def chart(doc: dict[str, Any], path: Path) -> bool:
         return False
     res = doc["results"]
     wkeys = [w for w in res if BASELINE[WORKLOADS[w].peer][0] in res[w]]
-    skeys = [k for k in SERVERS if any(k in res[w] for w in wkeys)]
+    skeys = [k for k in SERVERS if not SERVERS[k].extra and any(k in res[w] for w in wkeys)]
     if not wkeys:
         return False
     fig, ax = plt.subplots(figsize=(11, 5.2))
@@ -639,7 +689,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "-w", "--workloads", default=",".join(WORKLOADS), help=f"comma-separated subset of {','.join(WORKLOADS)}"
     )
-    p.add_argument("-s", "--servers", default=",".join(SERVERS), help=f"comma-separated subset of {','.join(SERVERS)}")
+    p.add_argument(
+        "-s", "--servers", default=",".join(k for k, v in SERVERS.items() if not v.extra),
+        help=f"comma-separated subset of {','.join(SERVERS)} (default: all but "
+        + ", ".join(k for k, v in SERVERS.items() if v.extra) + ")",
+    )
     p.add_argument("-c", "--connections", type=int, default=None, help="override connections per workload")
     p.add_argument("--server-cpu", type=int, default=0, help="CPU for the servers (default 0)")
     p.add_argument("--client-cpu", type=int, default=1, help="CPU for wrk / the websocket client (default 1)")
@@ -748,13 +802,11 @@ def main(argv: list[str]) -> int:
                     print(f"  round {r + 1} {SERVERS[s].label:32s} {res['rps']:10.0f} req/s{extra}{errs}", flush=True)
             for s in wservers:
                 results[w.key][s] = {"rounds": per[s], "summary": summarize(per[s])}
-            base_key, compared = BASELINE[w.peer]
-            if base_key in per:
+            for s, base_key in compared_with(per).items():
                 base = results[w.key][base_key]["summary"]["rps_median"]
-                for s in wservers:
-                    if (s.startswith("bridge") or s == compared) and base:
-                        ra = results[w.key][s]["summary"]["rps_median"] / base
-                        print(f"  -> {s} / {SERVERS[base_key].label} = {ra:.3f}")
+                if base:
+                    ra = results[w.key][s]["summary"]["rps_median"] / base
+                    print(f"  -> {s} / {SERVERS[base_key].label} = {ra:.3f}")
     finally:
         for srv in servers.values():
             srv.stop()
@@ -762,7 +814,9 @@ def main(argv: list[str]) -> int:
 
     results = {k: v for k, v in results.items() if v}  # workloads no chosen server serves
     meta["load_after"] = load1()
-    doc: dict[str, Any] = {"meta": meta, "results": results, "ratios": ratios(results)}
+    doc: dict[str, Any] = {
+        "meta": meta, "results": results, "ratios": ratios(results), "other_ratios": other_ratios(results)
+    }
     day = dt.date.today().isoformat()
     tag = f"-{args.tag}" if args.tag else ""
     extra_md = ""
