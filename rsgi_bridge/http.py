@@ -121,7 +121,7 @@ class Exchange:
         self._started: asyncio.Event | None = None  # a task waiting for the stream's start (made by that task)
         self._length: int | None = None  # a started stream's content-length
         self._sent = 0  # stream body bytes sent (counted against that content-length)
-        self._sends = 0  # stream sends (counted without the server's departed check)
+        self._sends = 0  # stream sends (counted until the server's departed check, if any, takes over)
         self._departed: DepartedCheck | None = None  # the server's own departed-client check (servers/)
 
     @property
@@ -196,7 +196,7 @@ class Exchange:
         ref = self._stream
         if ref is not None and ref() is not None:  # the app left its transport to someone else
             await self._stream_released()
-        if self.phase is STARTED and not self.inbound.gone:
+        if self.phase is STARTED and (self._inbound is None or not self._inbound.gone):  # (none: nothing saw it leave)
             self.phase = DONE
             try:  # inline, not through _send_body: once per stream (benchmarks/instructions.py)
                 await self._send({"type": "http.response.body", "body": b""})
@@ -399,8 +399,6 @@ class Exchange:
                 await self._answer_500()
             elif await self._send_start(r.status, list(r.head.headers)):
                 self._length = r.head.length
-                probe = quirks_of(self._send, self._accelerate).departed
-                self._departed = probe(self._send) if probe is not None else None
                 self.phase = STARTED
         finally:
             if self.phase is STARTING:  # cancelled while the start was on its way: the response is over
@@ -428,15 +426,18 @@ class Exchange:
         if self.is_head:
             return
         departed = self._departed
-        if departed is None:
-            # Sends to a departed client are dropped silently: from the second send on, a reader task
-            # watches for it (a stream of one send, like an echo, ends before it could matter; the
-            # task costs ~50k instructions per 1 MiB stream, benchmarks/instructions.py), unless the
-            # server's own state tells at each send (an accelerator, servers/).
+        if departed is None:  # no check from the server (yet)
+            # Sends to a departed client are dropped silently: from the second send on, the server's
+            # own state tells at each send (an accelerator, servers/), or else a reader task watches
+            # for it (a stream of one send, like an echo, ends before it could matter; the task costs
+            # ~50k instructions per 1 MiB stream, benchmarks/instructions.py).
             self._sends += 1
             if self._sends == 2:
-                self.inbound.watch()
-        elif departed():
+                probe = quirks_of(self._send, self._accelerate).departed
+                departed = self._departed = probe(self._send) if probe is not None else None
+                if departed is None:
+                    self.inbound.watch()
+        if departed is not None and departed():
             self.inbound.left()
             raise ProtocolClosed("the client disconnected")
         try:  # the send inline, not through _send_body: once per chunk
