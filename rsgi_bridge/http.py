@@ -42,9 +42,10 @@ __all__ = ["Exchange", "HTTPProtocol", "StreamTransport"]
 # Request body the bridge holds for the app when it reads ahead of it (to notice the client
 # leaving, or to keep the body readable after the response on servers that drop it then).
 _BUFFER_MAX = 1024 * 1024
-# A stream without the server's departed check yields to the loop every this many sends: on a server
-# whose sends never suspend (hypercorn once the socket broke) the task reading ``receive()`` then
-# still sees the client leave.
+# A stream yields to the loop every this many sends. Once the socket broke, some servers' sends never
+# suspend (hypercorn; uvicorn over TLS, whose transport says it is closing only from a loop callback):
+# the task reading ``receive()``, or the server's own departed check, then still sees the client
+# leave, and the stream cannot hold the loop for ever.
 _YIELD_EVERY = 16
 _BODILESS = (204, 304)
 
@@ -121,7 +122,7 @@ class Exchange:
         self._started: asyncio.Event | None = None  # a task waiting for the stream's start (made by that task)
         self._length: int | None = None  # a started stream's content-length
         self._sent = 0  # stream body bytes sent (counted against that content-length)
-        self._sends = 0  # stream sends (counted until the server's departed check, if any, takes over)
+        self._sends = 0  # stream sends
         self._departed: DepartedCheck | None = None  # the server's own departed-client check (servers/)
 
     @property
@@ -450,27 +451,30 @@ class Exchange:
                 raise ValueError(f"the stream's body exceeds its content-length of {length} bytes")
         if self.is_head:
             return
+        sends = self._sends = self._sends + 1
         departed = self._departed
-        if departed is None:  # no check from the server (yet)
+        if sends == 2:
             # Sends to a departed client are dropped silently: from the second send on, the server's
             # own state tells at each send (an accelerator, servers/), or else a reader task watches
             # for it (a stream of one send, like an echo, ends before it could matter; the task costs
             # ~50k instructions per 1 MiB stream, benchmarks/instructions.py).
-            self._sends += 1
-            if self._sends == 2:
-                probe = quirks_of(self._send, self._accelerate).departed
-                departed = self._departed = probe(self._send) if probe is not None else None
-                if departed is None:
-                    self.inbound.watch()
+            probe = quirks_of(self._send, self._accelerate).departed
+            departed = self._departed = probe(self._send) if probe is not None else None
+            if departed is None:
+                self.inbound.watch()
         if departed is not None and departed():
             self.inbound.left()
+            # One loop turn first: the server learns of the lost connection from a loop callback
+            # (uvicorn's connection_lost); an app returning at once would otherwise be taken for one
+            # that left its response unfinished (uvicorn logs an error for it).
+            await asyncio.sleep(0)
             raise ProtocolClosed("the client disconnected")
         try:  # the send inline, not through _send_body: once per chunk
             await self._send({"type": "http.response.body", "body": data, "more_body": True})
         except Exception as exc:
             self._send_failed(exc, "http.response.body")
             raise ProtocolClosed("the server gave up on the response") from None
-        if departed is None and not self._sends % _YIELD_EVERY:  # (the server's check needs no reader task)
+        if not sends % _YIELD_EVERY:
             await asyncio.sleep(0)
 
     def _on_release(self, ref: object) -> None:

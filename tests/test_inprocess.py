@@ -499,3 +499,12 @@ async def test_body_read_after_the_request_of_an_app_that_never_read_it() -> Non
     with pytest.raises(ProtocolClosed):
         await asyncio.wait_for(protocol(), 5)
     await asyncio.wait_for(protocol.client_disconnect(), 5)
+
+
+def test_hookloop_serves_its_own_members_not_the_serving_loops() -> None:
+    # HookLoop forwards every attribute to the serving loop except its own: a method added to it
+    # but not listed would silently be the serving loop's instead.
+    from rsgi_bridge import hookloop
+
+    own = {n for n, v in vars(hookloop.HookLoop).items() if callable(v) and not n.startswith("__")}
+    assert own and own <= hookloop._OWN
