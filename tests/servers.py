@@ -212,6 +212,17 @@ def serve(kind: str, app: str, extra: Sequence[str] = (), env: dict[str, str] | 
         yield server
 
 
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A key and a self-signed certificate for 127.0.0.1 in ``directory`` (made by the openssl command)."""
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return key, cert
+
+
 def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05) -> bool:
     """Poll ``predicate()`` until true or ``timeout``; return the last result."""
     deadline = time.monotonic() + timeout

@@ -25,7 +25,7 @@ import rsgi_bridge
 from rsgi_bridge.imports import TargetError, parse_wrap_call
 from tests.apps.eco.myproject.main import STREAM
 from tests.rawhttp import parse, raw_exchange, req
-from tests.servers import PY, ROOT, Server, free_port, server_argv, wait_for
+from tests.servers import PY, ROOT, Server, free_port, self_signed_cert, server_argv, wait_for
 from tests.test_docs import ALL_BLOCKS, command_lines
 
 APP = "tests.apps.oneliner_app"
@@ -304,13 +304,7 @@ def test_every_command_on_the_deployment_page_is_run() -> None:
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    d = tmp_path_factory.mktemp("tls")
-    key, cert = d / "key.pem", d / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    key, cert = self_signed_cert(tmp_path_factory.mktemp("tls"))
     return {"key.pem": str(key), "cert.pem": str(cert)}
 
 

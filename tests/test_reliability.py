@@ -24,7 +24,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.servers import ROOT, Server, wait_for
+from tests.servers import ROOT, Server, self_signed_cert, wait_for
 from tests.test_http import check_bad_case, check_kept_stream
 from tests.test_websocket import ws_connect
 
@@ -338,18 +338,23 @@ def test_client_fault_same_as_granian(name: str, bridge: Server, granian_server:
     assert httpx.get(bridge.url + "/hello", timeout=10).text == "hello, world"
 
 
+def _abort_downloads(c: httpx.Client, connect: Callable[[], socket.socket], n: int) -> None:
+    """``n`` times: start an endless download, read 128 KiB, leave; the server must still answer ``c``."""
+    for _ in range(n):
+        with connect() as s:
+            s.sendall(b"GET /download HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = 0
+            while got < 128 * 1024:
+                got += len(s.recv(65536))
+        assert c.get("/hello").text == "hello, world"
+
+
 def test_aborted_streams_never_starve_the_server(bridge: Server) -> None:
     # Once the socket broke, uvicorn's and hypercorn's sends return without suspending: a send loop
     # that is not made to yield would spin for ever and the server would answer nothing more.
     since = len(bridge.output())
     with httpx.Client(base_url=bridge.url, timeout=5) as c:
-        for _ in range(30):
-            with socket.create_connection(("127.0.0.1", bridge.port), timeout=5) as s:
-                s.sendall(b"GET /download HTTP/1.1\r\nHost: x\r\n\r\n")
-                got = 0
-                while got < 128 * 1024:
-                    got += len(s.recv(65536))
-            assert c.get("/hello").text == "hello, world"
+        _abort_downloads(c, lambda: socket.create_connection(("127.0.0.1", bridge.port), timeout=5), 30)
         assert wait_for(lambda: c.get("/_stats").json()["inflight"] == 0, 10)
         assert c.get("/_stats").json()["counts"].get("download-ProtocolClosed", 0) >= 30
     # The app returned at once on ProtocolClosed: the server must not take that for an app that left
@@ -359,13 +364,7 @@ def test_aborted_streams_never_starve_the_server(bridge: Server) -> None:
 
 @pytest.fixture(scope="module")
 def uvicorn_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    d = tmp_path_factory.mktemp("tls")
-    key, cert = d / "key.pem", d / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    key, cert = self_signed_cert(tmp_path_factory.mktemp("tls"))
     with Server("uvicorn", APP, ["--ssl-keyfile", str(key), "--ssl-certfile", str(cert)]) as s:
         yield s
 
@@ -382,13 +381,8 @@ def test_aborted_streams_never_starve_the_server_over_tls(uvicorn_tls_server: Se
     url = f"https://127.0.0.1:{server.port}"
     with httpx.Client(base_url=url, timeout=5, verify=False) as c:
         base = c.get("/_stats").json()["counts"].get("download-ProtocolClosed", 0)
-        for _ in range(10):
-            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, ctx.wrap_socket(raw) as s:
-                s.sendall(b"GET /download HTTP/1.1\r\nHost: x\r\n\r\n")
-                got = 0
-                while got < 128 * 1024:
-                    got += len(s.recv(65536))
-            assert c.get("/hello").text == "hello, world"
+        address = ("127.0.0.1", server.port)
+        _abort_downloads(c, lambda: ctx.wrap_socket(socket.create_connection(address, timeout=5)), 10)
         assert wait_for(lambda: c.get("/_stats").json()["inflight"] == 0, 10)
         assert c.get("/_stats").json()["counts"].get("download-ProtocolClosed", 0) - base == 10
 
