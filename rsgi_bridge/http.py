@@ -160,13 +160,6 @@ class Exchange:
                 # The common case, one coroutine level less than through _complete and _deliver
                 # (benchmarks/instructions.py).
                 await self._deliver_plain(response)  # type: ignore[arg-type]
-            elif self.phase is STARTED and error is None and self._stream_over():
-                # A stream the app ended by returning: its last message, without _complete's level.
-                self.phase = DONE
-                try:
-                    await self._send({"type": "http.response.body", "body": b""})
-                except Exception as exc:
-                    self._send_failed(exc, "http.response.body")
             else:
                 await self._complete(error)
         finally:
@@ -211,17 +204,6 @@ class Exchange:
             except Exception as exc:
                 self._send_failed(exc, "http.response.body")
         self.phase = DONE
-
-    def _stream_over(self) -> bool:
-        """A started stream's end is due: no delivery task, transport released, client not known gone."""
-        ref = self._stream
-        inbound = self._inbound
-        return (
-            self._response.kind is STREAM  # type: ignore[union-attr]
-            and self._delivery is None
-            and (ref is None or ref() is None)
-            and (inbound is None or not inbound.gone)
-        )
 
     def _close(self) -> None:
         """The request is over: stop delivery and the reader task, release disconnect waiters."""
@@ -413,19 +395,12 @@ class Exchange:
         r = self._response
         assert r is not None
         self.phase = STARTING
-        status = r.status
         try:
-            if not (200 <= status <= 599 or self._startable(status)):
+            if not self._startable(r.status):
                 await self._answer_500()
-            else:
-                try:  # inline, not through _send_start: one coroutine level less per stream
-                    await self._send({"type": "http.response.start", "status": status, "headers": list(r.head.headers)})
-                except Exception as exc:
-                    logger.error("the ASGI server refused the response status %s or its headers: %r", status, exc)
-                    await self._answer_500()
-                else:
-                    self._length = r.head.length
-                    self.phase = STARTED
+            elif await self._send_start(r.status, list(r.head.headers)):
+                self._length = r.head.length
+                self.phase = STARTED
         finally:
             if self.phase is STARTING:  # cancelled while the start was on its way: the response is over
                 self.phase = DONE

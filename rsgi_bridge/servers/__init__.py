@@ -14,9 +14,9 @@ A :class:`Quirks` holds two kinds of knowledge:
   always on: turning one off would make the bridge wrong on that server.
 - **accelerators**, optimisations over a generic path that is correct alone: a way to write a
   plain response in one step, a stream or a websocket that learns of a departed client without a
-  watcher task. They are off
-  with ``wrap(app, accelerate=False)`` or the environment variable ``RSGI_BRIDGE_ACCELERATE=0``,
-  and the bridge then behaves the same (the test suite passes either way).
+  watcher task. They are off with ``wrap(app, accelerate=False)`` or the environment variable
+  ``RSGI_BRIDGE_ACCELERATE=0``, and the bridge then behaves the same (the test suite passes either
+  way).
 """
 
 from __future__ import annotations
