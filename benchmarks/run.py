@@ -531,15 +531,19 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def base_of(s: str) -> str:
+    """The server ``s`` is compared with: its own ``base``, else its kind's baseline (BASELINE)."""
+    spec = SERVERS[s]
+    return spec.base or BASELINE[spec.peer][0]
+
+
 def compared_with(per: dict[str, Any]) -> dict[str, str]:
     """For each served bridge (and Emmett peer) among ``per``'s servers, the server it is compared with."""
-    out = {}
-    for s in per:
-        spec = SERVERS[s]
-        base = spec.base or BASELINE[spec.peer][0]
-        if (s.startswith("bridge") or s == BASELINE[spec.peer][1]) and base in per:
-            out[s] = base
-    return out
+    return {
+        s: base_of(s)
+        for s in per
+        if (s.startswith("bridge") or s == BASELINE[SERVERS[s].peer][1]) and base_of(s) in per
+    }
 
 
 def other_ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -618,8 +622,8 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["", "Other ratios (median over median):", ""]
         for wkey, per in others.items():
             for s, r in per.items():
-                base = SERVERS[s].base or BASELINE[SERVERS[s].peer][0]
-                lines.append(f"- {WORKLOADS[wkey].label}: {SERVERS[s].label} / {SERVERS[base].label} = **{r:.3f}**")
+                pair = f"{SERVERS[s].label} / {SERVERS[base_of(s)].label}"
+                lines.append(f"- {WORKLOADS[wkey].label}: {pair} = **{r:.3f}**")
     return "\n".join(lines) + "\n"
 
 

@@ -292,15 +292,12 @@ async def observed(scope: Any, receive: Any, send: Any) -> None:
     ``["asgi-call", path, "cancelled"]`` when a cancellation came out of the bridge (the server's
     own, which the bridge must let through), ``"returned"`` or the exception's class name else."""
     path = scope.get("path")
-    if path not in _OBSERVED:
-        await asgi(scope, receive, send)
-        return
+    watched = path in _OBSERVED
     try:
         await asgi(scope, receive, send)
-    except asyncio.CancelledError:
-        record("asgi-call", path, "cancelled")
-        raise
     except BaseException as exc:
-        record("asgi-call", path, type(exc).__name__)
+        if watched:
+            record("asgi-call", path, "cancelled" if isinstance(exc, asyncio.CancelledError) else type(exc).__name__)
         raise
-    record("asgi-call", path, "returned")
+    if watched:
+        record("asgi-call", path, "returned")
