@@ -76,6 +76,7 @@ class Exchange:
         "_inbound",
         "_length",
         "_loop",
+        "_no_body",
         "_over",
         "_receive",
         "_released",
@@ -109,6 +110,7 @@ class Exchange:
         self._receive = receive
         self._loop = task.get_loop() if task is not None else asyncio.get_running_loop()
         self._inbound: Inbound | None = None  # made on first use (see inbound)
+        self._no_body = False  # the server told the request has no body (an accelerator, servers/)
         self._over = False  # the request is over (_close ran)
         self.is_head = scope.get("method") == "HEAD"  # no body bytes go out, no file is read
         self.chunk_size = chunk_size
@@ -132,6 +134,8 @@ class Exchange:
         inbound = self._inbound
         if inbound is None:
             inbound = self._inbound = Inbound(self._receive)
+            if self._no_body:
+                inbound.more = False
             if self._over:
                 inbound.close()
         return inbound
@@ -155,11 +159,12 @@ class Exchange:
         if self._delivery is not None:
             self.inbound.wake()  # a delivery task keeping the body for the app stops waiting for it
         try:
-            response = self._response
-            if self.phase is COMMITTED and response.kind is PLAIN:  # type: ignore[union-attr]
-                # The common case, one coroutine level less than through _complete and _deliver
-                # (benchmarks/instructions.py).
-                await self._deliver_plain(response)  # type: ignore[arg-type]
+            phase = self.phase
+            if phase is DONE and self._delivery is None:
+                pass  # delivered already (by an accelerator, inside the app's response_* call)
+            elif phase is COMMITTED and self._response.kind is PLAIN:  # type: ignore[union-attr]
+                # One coroutine level less than through _complete and _deliver (benchmarks/instructions.py).
+                await self._deliver_plain(self._response)  # type: ignore[arg-type]
             else:
                 await self._complete(error)
         finally:
@@ -230,15 +235,18 @@ class Exchange:
 
         A content-length must match the body (HEAD, 204, 304 excepted). The checks' common outcome
         is tested inline, and the commit is :meth:`commit`'s body: two calls less per response
-        (benchmarks/instructions.py).
+        (benchmarks/instructions.py). Where the server has an accelerator whose guards pass, the
+        response leaves at once, inside this call (as on Granian), with no delivery to schedule.
         """
         if type(status) is not int or not 200 <= status <= 599:
             status = check_status(status)
         length = head.length
         if length is not None and length != len(body) and status not in _BODILESS and not self.is_head:
             raise ValueError(f"content-length {length} does not match the body's {len(body)} bytes")
-        self._response = Response(PLAIN, status, head, body)
+        response = self._response = Response(PLAIN, status, head, body)
         self.phase = COMMITTED
+        if self._accelerate and not self.is_head and self._accelerated(response):
+            return
         if self._running:
             self._loop.call_soon(self._on_suspend)
 
@@ -273,7 +281,7 @@ class Exchange:
         if not 200 <= status <= 599 and not self._startable(status):
             await self._answer_500()
             return
-        if self._accelerate and not self._running and not self.is_head and self._accelerated(r):
+        if self._accelerate and not self.is_head and self._accelerated(r):
             return
         head = r.head
         headers = list(r.head.headers)
@@ -304,18 +312,26 @@ class Exchange:
         """Deliver PLAIN ``r`` through the server's accelerator, if it has one and its guards pass.
 
         Whether it did; if not, nothing was sent and the generic path delivers ``r``. A server error
-        while writing ends the exchange as on the generic path (logged, never raised).
+        while writing ends the exchange as on the generic path (logged, never raised). While the app
+        runs, the request body must be read (or, unread, the server must hold none): the generic path
+        takes in what is left first (:meth:`_keep_body`).
         """
         write = quirks_of(self._send).plain
         if write is None:
             return False
+        inbound = self._inbound
+        unread = self._running and inbound is None
+        if self._running and inbound is not None and inbound.more:
+            return False
         try:
-            if not write(self._send, r):
+            if not write(self._send, r, unread):
                 return False
         except Exception as exc:
             self._send_failed(exc, "http.response (accelerated)")
             return True
         self.phase = DONE
+        if unread:
+            self._no_body = True
         return True
 
     async def _deliver_file(self, r: Response) -> None:

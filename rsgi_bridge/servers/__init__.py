@@ -36,12 +36,16 @@ __all__ = [
 # ``RSGI_BRIDGE_ACCELERATE=0`` (or false/no/off) turns every accelerator off, as ``accelerate=False``.
 ACCELERATE_ENV = "RSGI_BRIDGE_ACCELERATE"
 
-# Called with ``send`` and a committed PLAIN ``Response`` whose status and headers the bridge has
-# checked (200-599, no CR/LF): writes the response straight to the server, as that server's
-# ``send`` would put it on the wire, and completes the server's request cycle as its ``send``
-# would. Returns False, having done nothing, when one of its guards fails: the generic ``send``
-# path then delivers the response. Never raises for a guard.
-PlainAccelerator = Callable[[Any, Response], bool]
+# Called with ``send``, a committed PLAIN ``Response`` whose status and headers the bridge has
+# checked (200-599, no CR/LF), and ``unread``: whether the app has not read the request body and
+# may still do so. Writes the response straight to the server, as that server's ``send`` would put
+# it on the wire, and completes the server's request cycle as its ``send`` would. With ``unread``
+# it writes only if the server holds no request body and expects none (the bridge then knows the
+# body is empty; a server may drop an unread body once the response is complete). Returns False,
+# having done nothing, when one of its guards fails: the generic ``send`` path then delivers the
+# response. Never raises for a guard. Synchronous: the bridge may call it inside the app's
+# ``response_*`` call, so the response leaves at once, as on Granian.
+PlainAccelerator = Callable[[Any, Response, bool], bool]
 
 # Called once per stream with its HTTP ``send``: a check without arguments, called at each of the
 # stream's sends, whether the server itself already knows the client left (its ``send`` then drops

@@ -17,15 +17,19 @@ Accelerators (off with ``accelerate=False`` / ``RSGI_BRIDGE_ACCELERATE=0``):
 - :func:`write_plain`: on the httptools protocol's request cycle, a plain response (bytes, str or
   empty body) goes out in one ``transport.write`` (status line, uvicorn's default headers, the
   app's headers, content-length and body) instead of uvicorn's two, and the cycle is completed as
-  uvicorn's own ``send`` completes it. The bytes on the wire are the ones uvicorn writes for the
+  uvicorn's own ``send`` completes it, at once: inside the app's ``response_*`` call, as Granian
+  sends a response when it is set. The bytes on the wire are the ones uvicorn writes for the
   same two messages (``tests/test_accelerator.py`` compares them).
 
   Its guards, checked once per cycle type: the class is
   ``uvicorn.protocols.http.httptools_impl.RequestResponseCycle`` whose own ``send`` uses only
-  names this module was written against (uvicorn 0.53-0.54), and its module has the
-  ``STATUS_LINE`` table and header patterns. Checked per call: ``send`` is that class's own bound
-  ``send``; the response has not started; the client is connected and the transport open;
-  writes are not paused (flow control); the access log is off; the connection is kept alive (a
+  names this module was written against (uvicorn 0.53-0.54), whose ``receive`` takes the body
+  from its ``body`` and ``more_body``, and its module has the ``STATUS_LINE`` table and header
+  patterns. Checked per call: ``send`` is that class's own bound ``send``; the response has not
+  started; the client is connected and the transport open; writes are not paused (flow control);
+  the access log is off; while the app runs and has not read the body, the cycle holds none and
+  expects none (uvicorn drops an unread body once the response is complete: the generic path
+  takes it in first, for the app to read); the connection is kept alive (a
   closing one, after ``Connection: close`` or on HTTP/1.0, goes through uvicorn); the request is
   not HEAD; the status is 200-599 but not 204/304; the headers (the app's and uvicorn's defaults)
   hold no ``connection`` or ``transfer-encoding`` (nor a default ``content-length``); the body
@@ -95,6 +99,9 @@ def _reviewed(owner: type) -> bool:
     code = getattr(send, "__code__", None)
     if module is None or not isinstance(code, types.CodeType) or _code_names(code) != _REVIEWED_SEND_NAMES:
         return False
+    receive = getattr(owner.__dict__.get("receive"), "__code__", None)
+    if not isinstance(receive, types.CodeType) or not {"body", "more_body"} <= _code_names(receive):
+        return False  # the request body is not where write_plain looks for it
     table = getattr(module, "STATUS_LINE", None)
     names, values = getattr(module, "HEADER_RE", None), getattr(module, "HEADER_VALUE_RE", None)
     if not isinstance(table, dict) or not all(type(table.get(s)) is bytes for s in range(200, 600)):
@@ -127,7 +134,7 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
         defaults = (headers, block)  # one assignment: the list and its block always go together
         return block
 
-    def write_plain(send: Any, response: Response) -> bool:
+    def write_plain(send: Any, response: Response, unread: bool) -> bool:
         """Write ``response`` on ``send``'s cycle in one step as uvicorn would; False (did nothing) if a guard fails."""
         try:
             if send.__func__ is not send_function:  # a partial, or a subclass overriding send
@@ -139,6 +146,7 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
                 or cycle.access_log
                 or not cycle.keep_alive
                 or cycle.flow.write_paused
+                or (unread and (cycle.more_body or cycle.body))  # a body the app may still read
             ):
                 return False
             transport = cycle.transport

@@ -23,8 +23,8 @@ def _counting_writer(owner: type) -> Any:
     if write is None:
         return None
 
-    def counted(send: Any, response: Any) -> bool:
-        done = write(send, response)
+    def counted(send: Any, response: Any, unread: bool) -> bool:
+        done = write(send, response, unread)
         COUNT[0] += done
         return done
 
