@@ -16,6 +16,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -331,3 +332,54 @@ def test_the_switch_reaches_websockets() -> None:
             counts[flag] = asyncio.run(asyncio.wait_for(tasks_during_a_session(server), 20))
     # the bridge's tasks besides the stats request: with the switch off, the session's watcher too
     assert counts["0"] == counts["1"] + 1, counts
+
+
+def answered_while_held(server: Server, tmp_path: Path, name: str) -> bool:
+    """GET ``/hold``: whether its response arrived while the app still held the loop after setting it."""
+    release = tmp_path / name
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(request("GET", f"/hold?{release}"))  # kept alive: a closing connection is not accelerated
+        s.settimeout(2.0)
+        try:
+            early = s.recv(65536)
+        except TimeoutError:
+            early = b""
+        release.touch()
+        s.settimeout(10)
+        got_all = early
+        while True:
+            try:
+                got = parse(got_all)
+                break
+            except ValueError:  # incomplete
+                data = s.recv(65536)
+                assert data, got_all
+                got_all += data
+    assert got.status == 200 and got.body == b"held", got
+    return bool(early)
+
+
+def test_a_plain_response_leaves_when_set_as_on_granian(servers: tuple[Server, Server], tmp_path: Path) -> None:
+    """Granian sends a response the moment the app sets it: the client has it while the app goes on
+    (here blocking its thread). The accelerator writes it inside the app's ``response_str`` call, so
+    the bridge on uvicorn does the same; the generic path can only send at the app's next await."""
+    fast, generic = servers
+    with Server("granian-rsgi", "tests.apps.accel_app:app") as granian:
+        assert answered_while_held(granian, tmp_path, "granian")
+    assert answered_while_held(fast, tmp_path, "fast")
+    assert not answered_while_held(generic, tmp_path, "generic")  # documented: at the app's next await
+
+
+@pytest.mark.parametrize("body", [b"", b"the request body"])
+def test_the_body_read_after_a_plain_response(servers: tuple[Server, Server], body: bytes) -> None:
+    """An app that responds, then reads its body, gets it (b"" for none), as on Granian: the accelerator
+    writes while the app runs only when uvicorn holds no body, else the generic path keeps it first."""
+    fast, generic = servers
+    before = accelerated(fast)
+    method = "POST" if body else "GET"
+    requests = [(request(method, "/read-after", body=body), False), (request("GET", "/_last-read", close=True), False)]
+    got = same_bytes(fast, generic, lambda port: one_by_one(port, requests))
+    assert got.endswith(b"\r\n\r\n" + repr(body).encode()), got
+    # /read-after's response was accelerated: with no body inside response_str, with one once the app
+    # returned (it read its body without suspending); /_last-read closes the connection (not accelerated)
+    assert accelerated(fast) - before == 1

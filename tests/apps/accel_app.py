@@ -1,6 +1,8 @@
 """Plain responses of many shapes, for comparing uvicorn's bytes with and without the accelerator.
 
 ``/r/<name>`` answers the response ``RESPONSES[name]`` describes; ``POST /echo`` echoes the body;
+``/hold?PATH`` answers at once, then blocks its thread (the event loop) until the file ``PATH``
+exists (at most 5 s), as an app doing synchronous work after responding; ``/read-after`` answers, then reads the request body, which ``/_last-read`` then answers;
 ``/_accelerated`` answers how many responses so far went out through the plain-response
 accelerator of ``rsgi_bridge/servers/uvicorn.py`` (counted here, around the bridge's own writer,
 so a test can tell the accelerated path actually ran). ``RSGI_BRIDGE_ACCELERATE=0`` in the
@@ -9,12 +11,15 @@ environment turns the accelerator off.
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import rsgi_bridge.servers.uvicorn as uvicorn_seam
 from rsgi_bridge import wrap
 
 COUNT = [0]
+LAST_READ: list[str] = []
 _make_writer = uvicorn_seam._plain_writer
 
 
@@ -23,8 +28,8 @@ def _counting_writer(owner: type) -> Any:
     if write is None:
         return None
 
-    def counted(send: Any, response: Any, unread: bool) -> bool:
-        done = write(send, response, unread)
+    def counted(*args: Any) -> bool:
+        done = write(*args)
         COUNT[0] += done
         return done
 
@@ -67,6 +72,22 @@ async def app(scope: Any, proto: Any) -> None:
     path = scope.path
     if path == "/_accelerated":
         proto.response_str(200, [("content-type", "text/plain")], str(COUNT[0]))
+        return
+    if path == "/hold":
+        proto.response_str(200, [("content-type", "text/plain")], "held")
+        deadline = time.monotonic() + 5
+        while not os.path.exists(scope.query_string) and time.monotonic() < deadline:
+            time.sleep(0.01)  # blocking on purpose: no await until the test lets go
+        return
+    if path == "/read-after":  # responds, then reads the body (Granian gives it, b"" for none)
+        proto.response_str(200, [], "answered first")
+        try:
+            LAST_READ[:] = [repr(await proto())]
+        except Exception as exc:
+            LAST_READ[:] = [repr(exc)]
+        return
+    if path == "/_last-read":
+        proto.response_str(200, [], LAST_READ[0] if LAST_READ else "nothing read")
         return
     if path == "/echo":
         body = await proto()
