@@ -251,10 +251,19 @@ class Exchange:
             self._loop.call_soon(self._on_suspend)
 
     def open_stream(self, status: int, head: Head) -> StreamTransport:
-        """Commit a STREAM response; its transport."""
+        """Commit a STREAM response; its transport. Where the server has an accelerator whose guards
+        pass, the stream's start leaves at once, inside this call (as on Granian)."""
         transport = StreamTransport(self)
         self._stream = weakref.ref(transport, self._on_release)
-        self.commit(Response(STREAM, status, head))
+        response = Response(STREAM, status, head)
+        if self._accelerate and not self.is_head:
+            start = quirks_of(self._send).stream_start
+            if start is not None and start(self._send, response):
+                self._response = response
+                self._length = head.length
+                self.phase = STARTED
+                return transport
+        self.commit(response)
         return transport
 
     def _on_suspend(self) -> None:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.apps.accel_app import RESPONSES
+from tests.apps.accel_app import RESPONSES, STREAMS
 from tests.rawhttp import parse, raw_exchange
 from tests.servers import Server
 
@@ -30,6 +30,7 @@ APP = "tests.apps.accel_app:asgi"
 HTTPTOOLS = ["--http", "httptools"]
 # What the accelerator leaves to uvicorn's own send (its guards).
 NOT_ACCELERATED = {"no-content", "not-modified", "connection-close", "connection-keep", "chunked"}
+STREAMS_NOT_ACCELERATED = {"no-content", "not-modified", "connection-close", "app-chunked"}
 _DATE = re.compile(rb"\r\ndate: [^\r\n]*\r\n")
 
 
@@ -334,11 +335,11 @@ def test_the_switch_reaches_websockets() -> None:
     assert counts["0"] == counts["1"] + 1, counts
 
 
-def answered_while_held(server: Server, tmp_path: Path, name: str) -> bool:
-    """GET ``/hold``: whether its response arrived while the app still held the loop after setting it."""
+def answered_while_held(server: Server, tmp_path: Path, name: str, path: str = "/hold") -> bool:
+    """GET ``path``: whether its response (a stream's start) arrived while the app still held the loop after setting it."""
     release = tmp_path / name
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(request("GET", f"/hold?{release}"))  # kept alive: a closing connection is not accelerated
+        s.sendall(request("GET", f"{path}?{release}"))  # kept alive: a closing connection is not accelerated
         s.settimeout(2.0)
         try:
             early = s.recv(65536)
@@ -359,15 +360,20 @@ def answered_while_held(server: Server, tmp_path: Path, name: str) -> bool:
     return bool(early)
 
 
-def test_a_plain_response_leaves_when_set_as_on_granian(servers: tuple[Server, Server], tmp_path: Path) -> None:
-    """Granian sends a response the moment the app sets it: the client has it while the app goes on
-    (here blocking its thread). The accelerator writes it inside the app's ``response_str`` call, so
-    the bridge on uvicorn does the same; the generic path can only send at the app's next await."""
+def test_a_response_leaves_when_set_as_on_granian(servers: tuple[Server, Server], tmp_path: Path) -> None:
+    """Granian sends a response (a stream's start) the moment the app sets it: the client has it while
+    the app goes on (here blocking its thread). The accelerators write it inside the app's
+    ``response_str``/``response_stream`` call, so the bridge on uvicorn does the same; the generic path
+    can only send at the app's next await."""
     fast, generic = servers
     with Server("granian-rsgi", "tests.apps.accel_app:app") as granian:
         assert answered_while_held(granian, tmp_path, "granian")
+        assert answered_while_held(granian, tmp_path, "granian-stream", "/hold-stream")
     assert answered_while_held(fast, tmp_path, "fast")
-    assert not answered_while_held(generic, tmp_path, "generic")  # documented: at the app's next await
+    assert answered_while_held(fast, tmp_path, "fast-stream", "/hold-stream")
+    # documented: the generic path sends at the app's next await
+    assert not answered_while_held(generic, tmp_path, "generic")
+    assert not answered_while_held(generic, tmp_path, "generic-stream", "/hold-stream")
 
 
 @pytest.mark.parametrize("body", [b"", b"the request body"])
@@ -383,3 +389,62 @@ def test_the_body_read_after_a_plain_response(servers: tuple[Server, Server], bo
     # /read-after's response was accelerated: with no body inside response_str, with one once the app
     # returned (it read its body without suspending); /_last-read closes the connection (not accelerated)
     assert accelerated(fast) - before == 1
+
+
+def streams(server: Server) -> int:
+    return int(parse(raw_exchange(server.port, request("GET", "/_streams", close=True))).body)
+
+
+@pytest.mark.parametrize("name", sorted(STREAMS))
+def test_each_stream_on_a_kept_alive_connection(servers: tuple[Server, Server], name: str) -> None:
+    """A stream whose start the accelerator writes puts uvicorn's bytes on the wire: head, chunks, end."""
+    fast, generic = servers
+    before = streams(fast)
+    path = f"/s/{name}"
+    requests = [(request("GET", path), False), (request("GET", path), False)]
+    if name == "connection-close":
+        del requests[1:]
+    else:
+        requests.append((request("GET", "/r/hello", close=True), False))
+    got = same_bytes(fast, generic, lambda port: one_by_one(port, requests))
+    assert got.startswith(b"HTTP/1.1 %d " % STREAMS[name][0])
+    assert streams(fast) - before == (0 if name in STREAMS_NOT_ACCELERATED else 2)
+    assert streams(generic) == 0
+
+
+@pytest.mark.parametrize("name", ["chunked", "length", "nothing"])
+def test_streams_on_closing_connections_and_head(servers: tuple[Server, Server], name: str) -> None:
+    fast, generic = servers
+    before = streams(fast)
+    path = f"/s/{name}"
+    same_bytes(fast, generic, lambda port: raw_exchange(port, request("GET", path, close=True)))
+    same_bytes(fast, generic, lambda port: raw_exchange(port, request("GET", path, version="1.0")))
+    same_bytes(fast, generic, lambda port: one_by_one(port, [(request("HEAD", path), True)]))
+    assert streams(fast) == before  # each of these goes through uvicorn's own send
+
+
+def test_streams_pipelined(servers: tuple[Server, Server]) -> None:
+    fast, generic = servers
+    before = streams(fast)
+    burst = b"".join(request("GET", f"/s/{n}") for n in ("chunked", "length", "suspends-first", "nothing"))
+    burst += request("GET", "/r/hello", close=True)
+    same_bytes(fast, generic, lambda port: raw_exchange(port, burst))
+    assert streams(fast) - before == 4
+
+
+def test_an_app_failing_right_after_response_stream(servers: tuple[Server, Server]) -> None:
+    """Granian sends a stream's start in ``response_stream``, so does the accelerator: an app that raises
+    before its first await has its status out already, and the bridge aborts that response as after any
+    failure mid-stream (no terminating chunk: the client can tell). The generic path has sent nothing
+    yet then: a clean 500. docs/migrating.md lists the difference."""
+    fast, generic = servers
+    ask = request("GET", "/stream-then-raise")
+    with Server("granian-rsgi", "tests.apps.accel_app:app") as granian:
+        want = parse(raw_exchange(granian.port, ask, timeout=1.0))
+    assert (want.status, want.get_all("content-length"), want.body) == (200, ["0"], b"")
+    before = streams(fast)
+    got = raw_exchange(fast.port, ask, timeout=2.0)
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nx-s: 1\r\n" in got, got
+    assert b"transfer-encoding: chunked" in got and not got.endswith(b"0\r\n\r\n"), got  # cut short
+    assert streams(fast) - before == 1
+    assert parse(raw_exchange(generic.port, ask, timeout=2.0)).status == 500

@@ -30,7 +30,7 @@ from ..response import Response
 
 __all__ = [
     "ACCELERATE_ENV", "GENERIC", "DepartedCheck", "DepartedProbe", "PlainAccelerator", "Quirks",
-    "accelerate_default", "owner_of", "quirks_of",
+    "StreamStarter", "accelerate_default", "owner_of", "quirks_of",
 ]  # fmt: skip
 
 # ``RSGI_BRIDGE_ACCELERATE=0`` (or false/no/off) turns every accelerator off, as ``accelerate=False``.
@@ -46,6 +46,12 @@ ACCELERATE_ENV = "RSGI_BRIDGE_ACCELERATE"
 # response. Never raises for a guard. Synchronous: the bridge may call it inside the app's
 # ``response_*`` call, so the response leaves at once, as on Granian.
 PlainAccelerator = Callable[[Any, Response, bool], bool]
+
+# Called with ``send`` and a STREAM ``Response`` just set (status and headers checked): writes the
+# stream's start straight to the server as its ``send`` would for ``http.response.start``, leaving
+# the server's request cycle ready for the body's ``http.response.body`` messages through ``send``.
+# False, having done nothing, when a guard fails. Synchronous: called inside ``response_stream``.
+StreamStarter = Callable[[Any, Response], bool]
 
 # Called once per stream with its HTTP ``send``: a check without arguments, called at each of the
 # stream's sends, whether the server itself already knows the client left (its ``send`` then drops
@@ -65,12 +71,13 @@ class Quirks:
     body_after_response: bool = True  # receive() still gives the request body once the response is complete
     # Accelerators (off with accelerate=False / RSGI_BRIDGE_ACCELERATE=0).
     plain: PlainAccelerator | None = None  # writes a whole plain HTTP response in one step
+    stream_start: StreamStarter | None = None  # writes a stream's start at once, the body goes through send
     departed: DepartedProbe | None = None  # tells from the server's state that the client left (no reader task)
     websocket_sends_raise: bool = False  # a websocket send raises once the client left: no watcher task needed
 
     def without_accelerators(self) -> Quirks:
         """These quirks with every accelerator off (the workarounds stay)."""
-        return replace(self, plain=None, departed=None, websocket_sends_raise=False)
+        return replace(self, plain=None, stream_start=None, departed=None, websocket_sends_raise=False)
 
 
 GENERIC = Quirks()

@@ -20,13 +20,20 @@ Accelerators (off with ``accelerate=False`` / ``RSGI_BRIDGE_ACCELERATE=0``):
   uvicorn's own ``send`` completes it, at once: inside the app's ``response_*`` call, as Granian
   sends a response when it is set. The bytes on the wire are the ones uvicorn writes for the
   same two messages (``tests/test_accelerator.py`` compares them).
+- start_stream: on the same cycle, a stream's start (status line, headers, and
+  ``transfer-encoding: chunked`` unless the app gave a content-length) is written inside
+  ``response_stream``, as Granian sends it, with the cycle's framing state set as uvicorn's ``send``
+  sets it for ``http.response.start``; the body and its end then go through uvicorn's ``send``. No
+  delivery needs scheduling for the app's next suspension. Same guards as write_plain, but for
+  the body ones.
 
   Its guards, checked once per cycle type: the class is
   ``uvicorn.protocols.http.httptools_impl.RequestResponseCycle`` whose own ``send`` uses only
   names this module was written against (uvicorn 0.53-0.54), whose ``receive`` takes the body
   from its ``body`` and ``more_body``, and its module has the ``STATUS_LINE`` table and header
   patterns. Checked per call: ``send`` is that class's own bound ``send``; the response has not
-  started; the client is connected and the transport open; writes are not paused (flow control);
+  started (nor its framing chosen); the client is connected and the transport open; writes are not
+  paused (flow control);
   the access log is off; while the app runs and has not read the body, the cycle holds none and
   expects none (uvicorn drops an unread body once the response is complete: the generic path
   takes it in first, for the app to read); the connection is kept alive (a
@@ -44,7 +51,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..response import Response
-from . import DepartedCheck, DepartedProbe, PlainAccelerator, Quirks, owner_of
+from . import DepartedCheck, DepartedProbe, PlainAccelerator, Quirks, StreamStarter, owner_of
 
 HTTP_QUIRKS = Quirks(max_status=599, body_after_response=False)
 WEBSOCKET_QUIRKS = Quirks(websocket_sends_raise=True)
@@ -109,8 +116,8 @@ def _reviewed(owner: type) -> bool:
     return hasattr(names, "search") and hasattr(values, "search")
 
 
-def _plain_writer(owner: type) -> PlainAccelerator | None:
-    """write_plain for ``owner``'s instances if its guards accept the type, else None."""
+def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter] | None:
+    """write_plain and start_stream for ``owner``'s instances if its guards accept the type, else None."""
     if not _reviewed(owner):
         return None
     module = sys.modules[owner.__module__]
@@ -134,59 +141,71 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
         defaults = (headers, block)  # one assignment: the list and its block always go together
         return block
 
+    def opening(send: Any, response: Response) -> Any:
+        """The cycle behind ``send`` if the guards common to plain responses and streams pass, else None."""
+        if send.__func__ is not send_function:  # a partial, or a subclass overriding send
+            return None
+        cycle = send.__self__
+        if (
+            cycle.response_started
+            or cycle.disconnected
+            or cycle.access_log
+            or not cycle.keep_alive
+            or cycle.flow.write_paused
+            or cycle.chunked_encoding is not None
+        ):
+            return None
+        status = response.status
+        if cycle.transport.is_closing() or status in _BODILESS or not 200 <= status <= 599:
+            return None
+        if cycle.scope["method"] == "HEAD" or response.head.chunked:
+            return None
+        return cycle
+
+    def head_block(cycle: Any, response: Response) -> bytes | None:
+        """The status line, uvicorn's default headers and the app's, as uvicorn's send writes them; None if a
+        header is one this does not write (connection, transfer-encoding, a default content-length)."""
+        headers = response.head.headers
+        block = _BLOCKS.get(headers, _UNKNOWN)
+        if block is _UNKNOWN:
+            block = _app_block(headers)
+        if block is None:
+            return None
+        first = cycle.default_headers
+        known, known_block = defaults
+        first = known_block if first is known else default_block(first)
+        if first is None:
+            return None
+        return status_line[response.status] + first + block
+
     def write_plain(send: Any, response: Response, unread: bool) -> bool:
         """Write ``response`` on ``send``'s cycle in one step as uvicorn would; False (did nothing) if a guard fails."""
         try:
-            if send.__func__ is not send_function:  # a partial, or a subclass overriding send
+            cycle = opening(send, response)
+            if cycle is None or (unread and (cycle.more_body or cycle.body)):  # a body the app may still read
                 return False
-            cycle = send.__self__
-            if (
-                cycle.response_started
-                or cycle.disconnected
-                or cycle.access_log
-                or not cycle.keep_alive
-                or cycle.flow.write_paused
-                or (unread and (cycle.more_body or cycle.body))  # a body the app may still read
-            ):
-                return False
-            transport = cycle.transport
-            status = response.status
-            if transport.is_closing() or status in _BODILESS or not 200 <= status <= 599:
-                return False
-            if cycle.scope["method"] == "HEAD":
-                return False
-            head = response.head
             body = response.body
-            if head.chunked:
-                return False
-            if head.length is None:
-                length = b"content-length: %d\r\n" % len(body)
-            elif head.length == len(body):
-                length = b""
+            length = response.head.length
+            if length is None:
+                length_line = b"content-length: %d\r\n" % len(body)
+            elif length == len(body):
+                length_line = b""
             else:
                 return False
-            headers = head.headers
-            block = _BLOCKS.get(headers, _UNKNOWN)
-            if block is _UNKNOWN:
-                block = _app_block(headers)
-            if block is None:
+            head = head_block(cycle, response)
+            if head is None:
                 return False
-            first = cycle.default_headers
-            known, known_block = defaults
-            first = known_block if first is known else default_block(first)
-            if first is None:
-                return False
-            line = status_line[status]
         except Exception:  # not the cycle it was written against: nothing was changed, uvicorn's send runs
             return False
         # The cycle's state as uvicorn's send leaves it after the start and the last body message
         # (started before writing, as uvicorn: should the write raise, no 500 follows on the socket).
         cycle.response_started = True
         cycle.waiting_for_100_continue = False
+        transport = cycle.transport
         if len(body) <= _JOIN_MAX:
-            transport.write(b"".join((line, first, block, length, b"\r\n", body)))
+            transport.write(b"".join((head, length_line, b"\r\n", body)))
         else:  # a large body is not copied once more: the head, then the body, as uvicorn writes them
-            transport.write(b"".join((line, first, block, length, b"\r\n")))
+            transport.write(b"".join((head, length_line, b"\r\n")))
             transport.write(body)
         cycle.chunked_encoding = False
         cycle.expected_content_length = 0
@@ -195,7 +214,32 @@ def _plain_writer(owner: type) -> PlainAccelerator | None:
         cycle.on_response()
         return True
 
-    return write_plain
+    def start_stream(send: Any, response: Response) -> bool:
+        """Write the start of stream ``response`` on ``send``'s cycle as uvicorn would; False (did nothing) if a
+        guard fails. The body then goes through uvicorn's send, framed as the start set it up."""
+        try:
+            cycle = opening(send, response)
+            if cycle is None:
+                return False
+            head = head_block(cycle, response)
+            if head is None:
+                return False
+        except Exception:  # not the cycle it was written against: nothing was changed, uvicorn's send runs
+            return False
+        length = response.head.length
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        if length is None:  # chunked, as uvicorn frames a body of unknown length
+            cycle.transport.write(head + b"transfer-encoding: chunked\r\n\r\n")
+            cycle.chunked_encoding = True
+            cycle.expected_content_length = 0
+        else:
+            cycle.transport.write(head + b"\r\n")
+            cycle.chunked_encoding = False
+            cycle.expected_content_length = length
+        return True
+
+    return write_plain, start_stream
 
 
 def _app_block(headers: tuple[tuple[bytes, bytes], ...]) -> bytes | None:
@@ -237,7 +281,9 @@ def quirks_for(owner: type) -> Quirks | None:
     """uvicorn's quirks for a ``send``/``receive`` bound to an ``owner`` object, or None if not uvicorn's."""
     module = owner.__module__
     if module.startswith("uvicorn.protocols.http."):
-        return replace(HTTP_QUIRKS, plain=_plain_writer(owner), departed=_probe_for(owner))
+        writers = _writers(owner)
+        plain, stream = writers if writers is not None else (None, None)
+        return replace(HTTP_QUIRKS, plain=plain, stream_start=stream, departed=_probe_for(owner))
     if module.startswith("uvicorn.protocols.websockets."):
         return WEBSOCKET_QUIRKS
     return None

@@ -1,16 +1,21 @@
-"""Plain responses of many shapes, for comparing uvicorn's bytes with and without the accelerator.
+"""Plain and streamed responses of many shapes, for comparing uvicorn's bytes with and without the
+accelerators.
 
-``/r/<name>`` answers the response ``RESPONSES[name]`` describes; ``POST /echo`` echoes the body;
-``/hold?PATH`` answers at once, then blocks its thread (the event loop) until the file ``PATH``
-exists (at most 5 s), as an app doing synchronous work after responding; ``/read-after`` answers, then reads the request body, which ``/_last-read`` then answers;
-``/_accelerated`` answers how many responses so far went out through the plain-response
-accelerator of ``rsgi_bridge/servers/uvicorn.py`` (counted here, around the bridge's own writer,
-so a test can tell the accelerated path actually ran). ``RSGI_BRIDGE_ACCELERATE=0`` in the
-environment turns the accelerator off.
-"""
+- ``/r/<name>``: the response ``RESPONSES[name]`` describes; ``/s/<name>``: the stream ``STREAMS[name]``
+  describes; ``POST /echo`` echoes the body.
+- ``/hold?PATH`` answers (``/hold-stream?PATH``: starts a stream) at once, then blocks its thread (the event loop) until the file ``PATH``
+  exists (at most 5 s), as an app doing synchronous work after responding.
+- ``/stream-then-raise`` raises right after ``response_stream``.
+- ``/read-after`` answers, then reads the request body, which ``/_last-read`` then answers.
+- ``/_accelerated`` and ``/_streams``: how many plain responses and stream starts so far went out
+  through the accelerators of ``rsgi_bridge/servers/uvicorn.py`` (counted here, around the bridge's
+  own writers, so a test can tell the accelerated path actually ran).
+
+``RSGI_BRIDGE_ACCELERATE=0`` in the environment turns the accelerators off."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -18,25 +23,32 @@ from typing import Any
 import rsgi_bridge.servers.uvicorn as uvicorn_seam
 from rsgi_bridge import wrap
 
-COUNT = [0]
+COUNT = [0]  # plain responses written by the accelerator
+STREAM_COUNT = [0]  # stream starts written by it
 LAST_READ: list[str] = []
-_make_writer = uvicorn_seam._plain_writer
+_make_writers = uvicorn_seam._writers
 
 
-def _counting_writer(owner: type) -> Any:
-    write = _make_writer(owner)
-    if write is None:
+def _counting_writers(owner: type) -> Any:
+    writers = _make_writers(owner)
+    if writers is None:
         return None
+    write_plain, start_stream = writers
 
-    def counted(*args: Any) -> bool:
-        done = write(*args)
+    def plain(*args: Any) -> bool:
+        done = write_plain(*args)
         COUNT[0] += done
         return done
 
-    return counted
+    def stream(*args: Any) -> bool:
+        done = start_stream(*args)
+        STREAM_COUNT[0] += done
+        return done
+
+    return plain, stream
 
 
-uvicorn_seam._plain_writer = _counting_writer  # type: ignore[assignment]
+uvicorn_seam._writers = _counting_writers  # type: ignore[assignment]
 
 BIG = bytes(range(256)) * 4096  # 1 MiB
 
@@ -67,17 +79,39 @@ RESPONSES: dict[str, tuple[str, int, list[tuple[str, str]], Any]] = {
     "chunked": ("str", 200, [("transfer-encoding", "chunked")], "chunked body"),
 }
 
+# name: (status, headers, chunks) for response_stream; a chunk of None awaits one loop turn instead.
+STREAMS: dict[str, tuple[int, list[tuple[str, str]], list[Any]]] = {
+    "chunked": (200, [("content-type", "text/plain")], [b"one", "two", b"three"]),
+    "length": (200, [("content-length", "11"), ("x-a", "1")], [b"hello", b" ", b"world"]),
+    "nothing": (200, [], []),
+    "empty-chunks": (201, [("x-b", "2")], [b"", b"a", b""]),
+    "suspends-first": (200, [], [None, b"after an await"]),
+    "big": (200, [], [BIG, BIG]),
+    "teapot": (418, [("set-cookie", "a=1"), ("set-cookie", "b=2")], [b"short"]),
+    "no-content": (204, [], []),
+    "not-modified": (304, [("etag", '"x"')], []),
+    "connection-close": (200, [("connection", "close")], [b"bye"]),
+    "app-chunked": (200, [("transfer-encoding", "chunked")], [b"framed by the server"]),
+    "zero-length": (200, [("content-length", "0")], []),
+}
+
 
 async def app(scope: Any, proto: Any) -> None:
     path = scope.path
     if path == "/_accelerated":
         proto.response_str(200, [("content-type", "text/plain")], str(COUNT[0]))
         return
-    if path == "/hold":
-        proto.response_str(200, [("content-type", "text/plain")], "held")
+    if path == "/hold" or path == "/hold-stream":
+        transport = None
+        if path == "/hold":
+            proto.response_str(200, [("content-type", "text/plain")], "held")
+        else:
+            transport = proto.response_stream(200, [("content-type", "text/plain")])
         deadline = time.monotonic() + 5
         while not os.path.exists(scope.query_string) and time.monotonic() < deadline:
             time.sleep(0.01)  # blocking on purpose: no await until the test lets go
+        if transport is not None:
+            await transport.send_str("held")
         return
     if path == "/read-after":  # responds, then reads the body (Granian gives it, b"" for none)
         proto.response_str(200, [], "answered first")
@@ -88,6 +122,23 @@ async def app(scope: Any, proto: Any) -> None:
         return
     if path == "/_last-read":
         proto.response_str(200, [], LAST_READ[0] if LAST_READ else "nothing read")
+        return
+    if path == "/_streams":
+        proto.response_str(200, [("content-type", "text/plain")], str(STREAM_COUNT[0]))
+        return
+    if path == "/stream-then-raise":  # fails right after response_stream, before any await
+        proto.response_stream(200, [("x-s", "1")])
+        raise RuntimeError("failed before the stream's first chunk")
+    if path.startswith("/s/"):
+        status, headers, chunks = STREAMS[path.removeprefix("/s/")]
+        transport = proto.response_stream(status, headers)
+        for chunk in chunks:
+            if chunk is None:
+                await asyncio.sleep(0)
+            elif isinstance(chunk, str):
+                await transport.send_str(chunk)
+            else:
+                await transport.send_bytes(chunk)
         return
     if path == "/echo":
         body = await proto()
