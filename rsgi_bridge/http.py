@@ -42,10 +42,11 @@ __all__ = ["Exchange", "HTTPProtocol", "StreamTransport"]
 # Request body the bridge holds for the app when it reads ahead of it (to notice the client
 # leaving, or to keep the body readable after the response on servers that drop it then).
 _BUFFER_MAX = 1024 * 1024
-# A stream yields to the loop every this many sends. Once the socket broke, some servers' sends never
-# suspend (hypercorn; uvicorn over TLS, whose transport says it is closing only from a loop callback):
-# the task reading ``receive()``, or the server's own departed check, then still sees the client
-# leave, and the stream cannot hold the loop for ever.
+# A stream yields to the loop once every this many sends (before the 17th, the 33rd, ...: a stream that
+# ends sooner has no use for it). Once the socket broke, some servers' sends never suspend
+# (hypercorn; uvicorn over TLS, whose transport says it is closing only from a loop callback): the
+# task reading ``receive()``, or the server's own departed check, then still sees the client leave,
+# and the stream cannot hold the loop for ever.
 _YIELD_EVERY = 16
 _BODILESS = (204, 304)
 
@@ -462,6 +463,8 @@ class Exchange:
             departed = self._departed = probe(self._send) if probe is not None else None
             if departed is None:
                 self.inbound.watch()
+        if sends % _YIELD_EVERY == 1 and sends > 1:  # before the departed check, which the loop turn may inform
+            await asyncio.sleep(0)
         if departed is not None and departed():
             self.inbound.left()
             # One loop turn first: the server learns of the lost connection from a loop callback
@@ -474,8 +477,6 @@ class Exchange:
         except Exception as exc:
             self._send_failed(exc, "http.response.body")
             raise ProtocolClosed("the server gave up on the response") from None
-        if not sends % _YIELD_EVERY:
-            await asyncio.sleep(0)
 
     def _on_release(self, ref: object) -> None:
         """The app's stream transport was freed (may run in any thread)."""
