@@ -262,7 +262,7 @@ def _departed(send: Any) -> DepartedCheck | None:
     ``is_closing``. That is true from the moment a write failed or the connection closed (uvicorn's
     ``send`` then drops every message); the cycle's own ``disconnected`` flag is set only later, from a
     loop callback. Over TLS the transport's own flag, too, is set from a loop callback: the stream's
-    yield every 16 sends lets it run. A C method on uvloop, so each send's check calls no Python function."""
+    yield to the loop once every 16 sends lets it run. A C method on uvloop, so each send's check calls no Python function."""
     is_closing = getattr(getattr(owner_of(send), "transport", None), "is_closing", None)
     return is_closing if callable(is_closing) else None
 
