@@ -5,10 +5,12 @@ One :class:`Exchange` per request holds that request's state. The app receives a
 commits a :class:`~rsgi_bridge.response.Response` record (later ones are ignored, as Granian).
 Delivery moves the committed response to ``send``: inline once the app has returned, or, if the
 app is still running at its next suspension, from a task of its own, so a file or a stream's
-headers never move inside the app's awaits. A streamed body is sent by the app's own
-``send_bytes``/``send_str`` and ends when the app returned and released the transport.
-The request ends when the app returned and the committed response was delivered (or the client
-left). Nothing the server raises on ``send`` reaches the app; every message is a new dict.
+headers never move inside the app's awaits. Where a server's accelerator accepts it
+(``servers/``), a plain response, or a stream's start, is written inside the ``response_*`` call
+itself, as Granian sends it. A streamed body is sent by the app's own ``send_bytes``/``send_str``
+and ends when the app returned and released the transport. The request ends when the app
+returned and the committed response was delivered (or the client left). Nothing the server
+raises on ``send`` (or an accelerator's write) reaches the app; every message is a new dict.
 """
 
 from __future__ import annotations
@@ -259,7 +261,13 @@ class Exchange:
         response = Response(STREAM, status, head)
         if self._accelerate and not self.is_head:
             start = quirks_of(self._send).stream_start
-            if start is not None and start(self._send, response):
+            try:
+                started = start is not None and start(self._send, response)
+            except Exception as exc:  # the server's write failed: the exchange is over, sends raise ProtocolClosed
+                self._response = response
+                self._send_failed(exc, "http.response.start (accelerated)")
+                return transport
+            if started:
                 self._response = response
                 self._length = head.length
                 self.phase = STARTED
@@ -330,7 +338,7 @@ class Exchange:
         if write is None:
             return False
         inbound = self._inbound
-        unread = self._running and inbound is None
+        unread = self._receive if self._running and inbound is None else None
         if self._running and inbound is not None and inbound.more:
             return False
         try:
@@ -340,7 +348,7 @@ class Exchange:
             self._send_failed(exc, "http.response (accelerated)")
             return True
         self.phase = DONE
-        if unread:
+        if unread is not None:
             self._no_body = True
         return True
 
@@ -435,6 +443,9 @@ class Exchange:
 
     async def write(self, data: bytes) -> None:
         """One chunk of a streamed response, from the app's transport."""
+        sends = self._sends
+        if sends and not sends % _YIELD_EVERY:  # before the checks below, which the loop turn may inform
+            await asyncio.sleep(0)
         if self.phase is not STARTED:
             await self._start_stream()
             if self.phase is not STARTED:
@@ -463,8 +474,6 @@ class Exchange:
             departed = self._departed = probe(self._send) if probe is not None else None
             if departed is None:
                 self.inbound.watch()
-        if sends % _YIELD_EVERY == 1 and sends > 1:  # before the departed check, which the loop turn may inform
-            await asyncio.sleep(0)
         if departed is not None and departed():
             self.inbound.left()
             # One loop turn first: the server learns of the lost connection from a loop callback

@@ -24,7 +24,7 @@ import websockets
 
 from tests.apps.accel_app import RESPONSES, STREAMS
 from tests.rawhttp import parse, raw_exchange
-from tests.servers import Server
+from tests.servers import Server, wait_for
 
 APP = "tests.apps.accel_app:asgi"
 HTTPTOOLS = ["--http", "httptools"]
@@ -336,7 +336,7 @@ def test_the_switch_reaches_websockets() -> None:
 
 
 def answered_while_held(server: Server, tmp_path: Path, name: str, path: str = "/hold") -> bool:
-    """GET ``path``: whether its response (a stream's start) arrived while the app still held the loop after setting it."""
+    """GET ``path``: whether its response (a stream's start) arrived while the app held the loop after setting it."""
     release = tmp_path / name
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(request("GET", f"{path}?{release}"))  # kept alive: a closing connection is not accelerated
@@ -448,3 +448,50 @@ def test_an_app_failing_right_after_response_stream(servers: tuple[Server, Serve
     assert b"transfer-encoding: chunked" in got and not got.endswith(b"0\r\n\r\n"), got  # cut short
     assert streams(fast) - before == 1
     assert parse(raw_exchange(generic.port, ask, timeout=2.0)).status == 500
+
+
+def last_read(server: Server) -> str:
+    return parse(raw_exchange(server.port, request("GET", "/_last-read", close=True))).body.decode()
+
+
+@pytest.mark.parametrize("accelerate", ["1", "0"])
+def test_a_body_arriving_after_the_headers_is_read_after_responding(accelerate: str) -> None:
+    """uvicorn has the headers, not yet the body, when the app responds: the response must not complete
+    uvicorn's cycle before the body is in (uvicorn would drop it), so the app still reads it."""
+    with Server("uvicorn", APP, HTTPTOOLS, env={"RSGI_BRIDGE_ACCELERATE": accelerate}) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            s.sendall(b"POST /read-after HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+            time.sleep(0.3)
+            s.sendall(b"hello")
+            got = b""
+            while b"answered first" not in got:  # (the generic path writes the head and the body apart)
+                data = s.recv(65536)
+                assert data, got
+                got += data
+        assert wait_for(lambda: last_read(server) != "nothing read", 5)
+        assert last_read(server) == repr(b"hello")
+
+
+@pytest.mark.parametrize("accelerate", ["1", "0"])
+def test_a_body_replayed_by_a_middleware_is_read_after_responding(accelerate: str) -> None:
+    """A middleware read the body from uvicorn and replays it: uvicorn's cycle holds none, but the app's
+    body is still to be read (from the middleware's receive), so the accelerator must not mark it empty."""
+    app = "tests.apps.accel_app:replaying"
+    with Server("uvicorn", app, HTTPTOOLS, env={"RSGI_BRIDGE_ACCELERATE": accelerate}) as server:
+        got = parse(one_by_one(server.port, [(request("POST", "/read-after", body=b"hello"), False)]))
+        assert got.body == b"answered first"
+        assert wait_for(lambda: last_read(server) != "nothing read", 5)
+        assert last_read(server) == repr(b"hello")
+
+
+@pytest.mark.parametrize("accelerate", ["1", "0"])
+@pytest.mark.parametrize("path", ["/fail/plain", "/fail/stream"])
+def test_a_failing_socket_write_never_reaches_the_app(accelerate: str, path: str) -> None:
+    """The server failing to write (here its transport raising) ends the exchange; nothing reaches the app
+    from ``response_*`` (a stream's sends then raise ``ProtocolClosed``), and the server serves on."""
+    app = "tests.apps.accel_app:failing_writes"
+    with Server("uvicorn", app, HTTPTOOLS, env={"RSGI_BRIDGE_ACCELERATE": accelerate}) as server:
+        raw_exchange(server.port, request("GET", path), timeout=1.0)
+        want = "nothing reached the app" if path == "/fail/plain" else "send raised RSGIProtocolClosed"
+        assert wait_for(lambda: last_read(server) == want, 5), last_read(server)
+        assert parse(raw_exchange(server.port, request("GET", "/r/hello", close=True))).body == b"Hello, world!"

@@ -37,15 +37,16 @@ __all__ = [
 ACCELERATE_ENV = "RSGI_BRIDGE_ACCELERATE"
 
 # Called with ``send``, a committed PLAIN ``Response`` whose status and headers the bridge has
-# checked (200-599, no CR/LF), and ``unread``: whether the app has not read the request body and
-# may still do so. Writes the response straight to the server, as that server's ``send`` would put
-# it on the wire, and completes the server's request cycle as its ``send`` would. With ``unread``
-# it writes only if the server holds no request body and expects none (the bridge then knows the
-# body is empty; a server may drop an unread body once the response is complete). Returns False,
-# having done nothing, when one of its guards fails: the generic ``send`` path then delivers the
-# response. Never raises for a guard. Synchronous: the bridge may call it inside the app's
-# ``response_*`` call, so the response leaves at once, as on Granian.
-PlainAccelerator = Callable[[Any, Response, bool], bool]
+# checked (200-599, no CR/LF), and ``unread``: while the app has not read the request body and may
+# still do so, the ``receive`` that body would come from, else None. Writes the response straight to
+# the server, as that server's ``send`` would put it on the wire, and completes the server's request
+# cycle as its ``send`` would. With ``unread`` it writes only if ``unread`` is that same cycle's own
+# ``receive`` and the cycle holds no request body and expects none (the bridge then knows the body
+# is empty; a server may drop an unread body once the response is complete). Returns False, having
+# done nothing, when one of its guards fails: the generic ``send`` path then delivers the response.
+# Never raises for a guard. Synchronous: the bridge may call it inside the app's ``response_*``
+# call, so the response leaves at once, as on Granian.
+PlainAccelerator = Callable[[Any, Response, Any], bool]
 
 # Called with ``send`` and a STREAM ``Response`` just set (status and headers checked): writes the
 # stream's start straight to the server as its ``send`` would for ``http.response.start``, leaving

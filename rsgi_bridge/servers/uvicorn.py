@@ -34,9 +34,10 @@ Accelerators (off with ``accelerate=False`` / ``RSGI_BRIDGE_ACCELERATE=0``):
   patterns. Checked per call: ``send`` is that class's own bound ``send``; the response has not
   started (nor its framing chosen); the client is connected and the transport open; writes are not
   paused (flow control);
-  the access log is off; while the app runs and has not read the body, the cycle holds none and
-  expects none (uvicorn drops an unread body once the response is complete: the generic path
-  takes it in first, for the app to read); the connection is kept alive (a
+  the access log is off; while the app runs and has not read the body, the bridge reads it from
+  the cycle's own ``receive`` (not a middleware's) and the cycle holds none and expects none
+  (uvicorn drops an unread body once the response is complete: the generic path takes it in
+  first, for the app to read); the connection is kept alive (a
   closing one, after ``Connection: close`` or on HTTP/1.0, goes through uvicorn); the request is
   not HEAD; the status is 200-599 but not 204/304; the headers (the app's and uvicorn's defaults)
   hold no ``connection`` or ``transfer-encoding`` (nor a default ``content-length``); the body
@@ -122,6 +123,7 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter] | None:
         return None
     module = sys.modules[owner.__module__]
     send_function = owner.__dict__["send"]
+    receive_function = owner.__dict__["receive"]
     status_line: dict[int, bytes] = module.STATUS_LINE
     bad_name, bad_value = module.HEADER_RE, module.HEADER_VALUE_RE
     # uvicorn's default headers (date, server, --header): the list it hands each cycle is replaced
@@ -178,11 +180,19 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter] | None:
             return None
         return status_line[response.status] + first + block
 
-    def write_plain(send: Any, response: Response, unread: bool) -> bool:
+    def body_left(cycle: Any, unread: Any) -> bool:
+        """Whether the app may still read a request body, which uvicorn would drop once the response is
+        complete: ``unread`` (the receive the bridge reads the body from) is not the cycle's own, or the
+        cycle holds or awaits one."""
+        if getattr(unread, "__func__", None) is not receive_function or unread.__self__ is not cycle:
+            return True  # a middleware's receive (one that replays a body it read, say): the cycle cannot tell
+        return bool(cycle.more_body or cycle.body)
+
+    def write_plain(send: Any, response: Response, unread: Any) -> bool:
         """Write ``response`` on ``send``'s cycle in one step as uvicorn would; False (did nothing) if a guard fails."""
         try:
             cycle = opening(send, response)
-            if cycle is None or (unread and (cycle.more_body or cycle.body)):  # a body the app may still read
+            if cycle is None or (unread is not None and body_left(cycle, unread)):
                 return False
             body = response.body
             length = response.head.length
@@ -262,7 +272,8 @@ def _departed(send: Any) -> DepartedCheck | None:
     ``is_closing``. That is true from the moment a write failed or the connection closed (uvicorn's
     ``send`` then drops every message); the cycle's own ``disconnected`` flag is set only later, from a
     loop callback. Over TLS the transport's own flag, too, is set from a loop callback: the stream's
-    yield to the loop once every 16 sends lets it run. A C method on uvloop, so each send's check calls no Python function."""
+    yield to the loop once every 16 sends lets it run. A C method on uvloop, so each send's check calls no
+    Python function."""
     is_closing = getattr(getattr(owner_of(send), "transport", None), "is_closing", None)
     return is_closing if callable(is_closing) else None
 

@@ -3,10 +3,13 @@ accelerators.
 
 - ``/r/<name>``: the response ``RESPONSES[name]`` describes; ``/s/<name>``: the stream ``STREAMS[name]``
   describes; ``POST /echo`` echoes the body.
-- ``/hold?PATH`` answers (``/hold-stream?PATH``: starts a stream) at once, then blocks its thread (the event loop) until the file ``PATH``
-  exists (at most 5 s), as an app doing synchronous work after responding.
+- ``/hold?PATH`` answers (``/hold-stream?PATH``: starts a stream) at once, then blocks its thread
+  (the event loop) until the file ``PATH`` exists (at most 5 s), as an app doing synchronous work
+  after responding.
 - ``/stream-then-raise`` raises right after ``response_stream``.
 - ``/read-after`` answers, then reads the request body, which ``/_last-read`` then answers.
+- ``replaying``: the same behind a middleware that reads the body and replays it; ``failing_writes``:
+  the same with the socket's writes failing under ``/fail/`` (what reaches the app: ``/_last-read``).
 - ``/_accelerated`` and ``/_streams``: how many plain responses and stream starts so far went out
   through the accelerators of ``rsgi_bridge/servers/uvicorn.py`` (counted here, around the bridge's
   own writers, so a test can tell the accelerated path actually ran).
@@ -123,6 +126,22 @@ async def app(scope: Any, proto: Any) -> None:
     if path == "/_last-read":
         proto.response_str(200, [], LAST_READ[0] if LAST_READ else "nothing read")
         return
+    if path.startswith("/fail/"):  # (served by failing_writes) whatever reaches the app is recorded
+        try:
+            if path == "/fail/plain":
+                proto.response_str(200, [], "x")
+            else:
+                transport = proto.response_stream(200, [])
+                try:
+                    await transport.send_bytes(b"x")
+                except Exception as exc:  # ProtocolClosed is what a send on a dead exchange raises
+                    LAST_READ[:] = [f"send raised {type(exc).__name__}"]
+                    return
+        except Exception as exc:
+            LAST_READ[:] = [f"the app got {exc!r}"]
+            raise
+        LAST_READ[:] = ["nothing reached the app"]
+        return
     if path == "/_streams":
         proto.response_str(200, [("content-type", "text/plain")], str(STREAM_COUNT[0]))
         return
@@ -155,3 +174,46 @@ async def app(scope: Any, proto: Any) -> None:
 
 asgi = wrap(app)
 asgi_off = wrap(app, accelerate=False)  # the option, whatever the environment says
+
+
+async def replaying(scope: Any, receive: Any, send: Any) -> None:
+    """``asgi`` behind a plain ASGI middleware that reads the request body first (to check a signature,
+    say) and replays it through its own ``receive``, handing uvicorn's ``send`` on untouched."""
+    if scope["type"] != "http":
+        await asgi(scope, receive, send)
+        return
+    parts, more = [], True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        parts.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    replay = [{"type": "http.request", "body": b"".join(parts), "more_body": False}]
+
+    async def replayed() -> Any:
+        return replay.pop() if replay else await receive()
+
+    await asgi(scope, replayed, send)
+
+
+class FailingWrites:
+    """A transport whose ``write`` raises, as a transport may once its socket is gone; the rest is the real one."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("transport.write failed")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+async def failing_writes(scope: Any, receive: Any, send: Any) -> None:
+    """``asgi``, with the transport of uvicorn's request cycle (``send``'s owner) failing every write
+    under ``/fail/`` (fault injection: ``send`` itself stays uvicorn's own, so the accelerators run)."""
+    if scope["type"] == "http" and scope["path"].startswith("/fail/"):
+        cycle = send.__self__
+        cycle.transport = FailingWrites(cycle.transport)
+    await asgi(scope, receive, send)
