@@ -94,25 +94,41 @@ def same_bytes(fast: Server, generic: Server, send: object) -> bytes:
     return got_fast
 
 
+def twice(path: str, name: str) -> list[tuple[bytes, bool]]:
+    """``path`` twice on a kept-alive connection, then a closing GET; once for ``connection-close``, whose
+    response makes the server close."""
+    if name == "connection-close":
+        return [(request("GET", path), False)]
+    once = (request("GET", path), False)
+    return [once, once, (request("GET", "/r/hello", close=True), False)]
+
+
 def accelerated(server: Server) -> int:
     return int(parse(raw_exchange(server.port, request("GET", "/_accelerated", close=True))).body)
 
 
-@pytest.mark.parametrize("name", sorted(RESPONSES))
-def test_each_response_on_a_kept_alive_connection(servers: tuple[Server, Server], name: str) -> None:
+def streams(server: Server) -> int:
+    return int(parse(raw_exchange(server.port, request("GET", "/_streams", close=True))).body)
+
+
+# (route, name): every plain response (/r/) and every stream (/s/) of the app.
+EACH = [("/r/", name) for name in sorted(RESPONSES)] + [("/s/", name) for name in sorted(STREAMS)]
+
+
+@pytest.mark.parametrize(("route", "name"), EACH)
+def test_each_response_on_a_kept_alive_connection(servers: tuple[Server, Server], route: str, name: str) -> None:
+    """The same bytes as uvicorn's own send: a plain response; a stream's head (written by the accelerator),
+    chunks and end."""
     fast, generic = servers
-    before = accelerated(fast)
-    path = f"/r/{name}"
-    requests = [(request("GET", path), False), (request("GET", path), False)]
-    if name == "connection-close":  # the server closes after the first response
-        del requests[1:]
-    else:
-        requests.append((request("GET", "/r/hello", close=True), False))
-    got = same_bytes(fast, generic, lambda port: one_by_one(port, requests))
-    assert got.startswith(b"HTTP/1.1 %d " % RESPONSES[name][1])
+    plain = route == "/r/"
+    written = accelerated if plain else streams
+    before = written(fast)
+    got = same_bytes(fast, generic, lambda port: one_by_one(port, twice(route + name, name)))
+    assert got.startswith(b"HTTP/1.1 %d " % (RESPONSES[name][1] if plain else STREAMS[name][0]))
     # Both requests to the route went through the accelerator unless a guard sends it to uvicorn's send.
-    assert accelerated(fast) - before == (0 if name in NOT_ACCELERATED else 2)
-    assert accelerated(generic) == 0
+    skipped = NOT_ACCELERATED if plain else STREAMS_NOT_ACCELERATED
+    assert written(fast) - before == (0 if name in skipped else 2)
+    assert written(generic) == 0
 
 
 @pytest.mark.parametrize("name", ["hello", "empty", "big", "own-length", "599", "no-content"])
@@ -389,27 +405,6 @@ def test_the_body_read_after_a_plain_response(servers: tuple[Server, Server], bo
     # /read-after's response was accelerated: with no body inside response_str, with one once the app
     # returned (it read its body without suspending); /_last-read closes the connection (not accelerated)
     assert accelerated(fast) - before == 1
-
-
-def streams(server: Server) -> int:
-    return int(parse(raw_exchange(server.port, request("GET", "/_streams", close=True))).body)
-
-
-@pytest.mark.parametrize("name", sorted(STREAMS))
-def test_each_stream_on_a_kept_alive_connection(servers: tuple[Server, Server], name: str) -> None:
-    """A stream whose start the accelerator writes puts uvicorn's bytes on the wire: head, chunks, end."""
-    fast, generic = servers
-    before = streams(fast)
-    path = f"/s/{name}"
-    requests = [(request("GET", path), False), (request("GET", path), False)]
-    if name == "connection-close":
-        del requests[1:]
-    else:
-        requests.append((request("GET", "/r/hello", close=True), False))
-    got = same_bytes(fast, generic, lambda port: one_by_one(port, requests))
-    assert got.startswith(b"HTTP/1.1 %d " % STREAMS[name][0])
-    assert streams(fast) - before == (0 if name in STREAMS_NOT_ACCELERATED else 2)
-    assert streams(generic) == 0
 
 
 @pytest.mark.parametrize("name", ["chunked", "length", "nothing"])

@@ -143,8 +143,10 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter] | None:
         defaults = (headers, block)  # one assignment: the list and its block always go together
         return block
 
-    def opening(send: Any, response: Response) -> Any:
-        """The cycle behind ``send`` if the guards common to plain responses and streams pass, else None."""
+    def head_for(send: Any, response: Response) -> bytes | None:
+        """The head of ``response`` (status line, uvicorn's default headers, the app's) as uvicorn's send writes
+        it, if the guards common to plain responses and streams pass (the cycle is then ``send.__self__``);
+        else None. Changes nothing."""
         if send.__func__ is not send_function:  # a partial, or a subclass overriding send
             return None
         cycle = send.__self__
@@ -162,23 +164,18 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter] | None:
             return None
         if cycle.scope["method"] == "HEAD" or response.head.chunked:
             return None
-        return cycle
-
-    def head_block(cycle: Any, response: Response) -> bytes | None:
-        """The status line, uvicorn's default headers and the app's, as uvicorn's send writes them; None if a
-        header is one this does not write (connection, transfer-encoding, a default content-length)."""
         headers = response.head.headers
         block = _BLOCKS.get(headers, _UNKNOWN)
         if block is _UNKNOWN:
             block = _app_block(headers)
-        if block is None:
+        if block is None:  # a connection or transfer-encoding header: uvicorn's send handles it
             return None
         first = cycle.default_headers
         known, known_block = defaults
         first = known_block if first is known else default_block(first)
         if first is None:
             return None
-        return status_line[response.status] + first + block
+        return status_line[status] + first + block
 
     def body_left(cycle: Any, unread: Any) -> bool:
         """Whether the app may still read a request body, which uvicorn would drop once the response is
@@ -191,8 +188,11 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter] | None:
     def write_plain(send: Any, response: Response, unread: Any) -> bool:
         """Write ``response`` on ``send``'s cycle in one step as uvicorn would; False (did nothing) if a guard fails."""
         try:
-            cycle = opening(send, response)
-            if cycle is None or (unread is not None and body_left(cycle, unread)):
+            head = head_for(send, response)
+            if head is None:
+                return False
+            cycle = send.__self__
+            if unread is not None and body_left(cycle, unread):
                 return False
             body = response.body
             length = response.head.length
@@ -201,9 +201,6 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter] | None:
             elif length == len(body):
                 length_line = b""
             else:
-                return False
-            head = head_block(cycle, response)
-            if head is None:
                 return False
         except Exception:  # not the cycle it was written against: nothing was changed, uvicorn's send runs
             return False
@@ -228,14 +225,12 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter] | None:
         """Write the start of stream ``response`` on ``send``'s cycle as uvicorn would; False (did nothing) if a
         guard fails. The body then goes through uvicorn's send, framed as the start set it up."""
         try:
-            cycle = opening(send, response)
-            if cycle is None:
-                return False
-            head = head_block(cycle, response)
-            if head is None:
-                return False
+            head = head_for(send, response)
         except Exception:  # not the cycle it was written against: nothing was changed, uvicorn's send runs
             return False
+        if head is None:
+            return False
+        cycle = send.__self__
         length = response.head.length
         cycle.response_started = True
         cycle.waiting_for_100_continue = False
