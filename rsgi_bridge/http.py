@@ -37,7 +37,7 @@ from .response import (
     encode_head,
 )
 from .scope import Scope
-from .servers import DepartedCheck, quirks_of
+from .servers import ChunkWriter, DepartedCheck, quirks_of
 
 __all__ = ["Exchange", "HTTPProtocol", "StreamTransport"]
 
@@ -91,6 +91,7 @@ class Exchange:
         "_sent",
         "_started",
         "_stream",
+        "_write_chunk",
         "chunk_size",
         "is_head",
         "latin1_headers",
@@ -129,6 +130,7 @@ class Exchange:
         self._sent = 0  # stream body bytes sent (counted against that content-length)
         self._sends = 0  # stream sends
         self._departed: DepartedCheck | None = None  # the server's own departed-client check (servers/)
+        self._write_chunk: ChunkWriter | None = None  # writes a stream's chunks, when an accelerator started it
 
     @property
     def inbound(self) -> Inbound:
@@ -260,7 +262,8 @@ class Exchange:
         self._stream = weakref.ref(transport, self._on_release)
         response = Response(STREAM, status, head)
         if self._accelerate and not self.is_head:
-            start = quirks_of(self._send).stream_start
+            quirks = quirks_of(self._send)
+            start = quirks.stream_start
             try:
                 started = start is not None and start(self._send, response)
             except Exception as exc:  # the server's write failed: the exchange is over, sends raise ProtocolClosed
@@ -270,6 +273,7 @@ class Exchange:
             if started:
                 self._response = response
                 self._length = head.length
+                self._write_chunk = quirks.stream_chunk
                 self.phase = STARTED
                 return transport
         self.commit(response)
@@ -482,7 +486,9 @@ class Exchange:
             await asyncio.sleep(0)
             raise ProtocolClosed("the client disconnected")
         try:  # the send inline, not through _send_body: once per chunk
-            await self._send({"type": "http.response.body", "body": data, "more_body": True})
+            write_chunk = self._write_chunk
+            if write_chunk is None or not write_chunk(self._send, data):
+                await self._send({"type": "http.response.body", "body": data, "more_body": True})
         except Exception as exc:
             self._send_failed(exc, "http.response.body")
             raise ProtocolClosed("the server gave up on the response") from None

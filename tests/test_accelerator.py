@@ -111,6 +111,10 @@ def streams(server: Server) -> int:
     return int(parse(raw_exchange(server.port, request("GET", "/_streams", close=True))).body)
 
 
+def chunks(server: Server) -> int:
+    return int(parse(raw_exchange(server.port, request("GET", "/_chunks", close=True))).body)
+
+
 # (route, name): every plain response (/r/) and every stream (/s/) of the app.
 EACH = [("/r/", name) for name in sorted(RESPONSES)] + [("/s/", name) for name in sorted(STREAMS)]
 
@@ -123,12 +127,15 @@ def test_each_response_on_a_kept_alive_connection(servers: tuple[Server, Server]
     plain = route == "/r/"
     written = accelerated if plain else streams
     before = written(fast)
+    chunks_before = chunks(fast)
     got = same_bytes(fast, generic, lambda port: one_by_one(port, twice(route + name, name)))
     assert got.startswith(b"HTTP/1.1 %d " % (RESPONSES[name][1] if plain else STREAMS[name][0]))
     # Both requests to the route went through the accelerator unless a guard sends it to uvicorn's send.
     skipped = NOT_ACCELERATED if plain else STREAMS_NOT_ACCELERATED
     assert written(fast) - before == (0 if name in skipped else 2)
     assert written(generic) == 0
+    if not plain and name not in skipped:  # the chunks of an accelerated start: written by the accelerator too
+        assert chunks(fast) - chunks_before >= (2 if any(STREAMS[name][2]) else 0)
 
 
 @pytest.mark.parametrize("name", ["hello", "empty", "big", "own-length", "599", "no-content"])

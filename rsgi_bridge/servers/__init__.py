@@ -29,7 +29,7 @@ from typing import Any
 from ..response import Response
 
 __all__ = [
-    "ACCELERATE_ENV", "GENERIC", "DepartedCheck", "DepartedProbe", "PlainAccelerator", "Quirks",
+    "ACCELERATE_ENV", "GENERIC", "ChunkWriter", "DepartedCheck", "DepartedProbe", "PlainAccelerator", "Quirks",
     "StreamStarter", "accelerate_default", "owner_of", "quirks_of",
 ]  # fmt: skip
 
@@ -54,6 +54,12 @@ PlainAccelerator = Callable[[Any, Response, Any], bool]
 # False, having done nothing, when a guard fails. Synchronous: called inside ``response_stream``.
 StreamStarter = Callable[[Any, Response], bool]
 
+# Called with ``send`` and one non-empty body chunk (more to follow) of a stream whose start a
+# StreamStarter wrote: writes it straight to the socket, framed as the server's ``send`` would, and
+# keeps the server's accounting as that ``send`` would. False, having done nothing, when it cannot
+# (writes paused, the client gone, the response over): the chunk then goes through ``send``.
+ChunkWriter = Callable[[Any, bytes], bool]
+
 # Called once per stream with its HTTP ``send``: a check without arguments, called at each of the
 # stream's sends, whether the server itself already knows the client left (its ``send`` then drops
 # messages silently); or None if it cannot tell for this ``send``. Lets a stream notice a departed
@@ -72,13 +78,16 @@ class Quirks:
     body_after_response: bool = True  # receive() still gives the request body once the response is complete
     # Accelerators (off with accelerate=False / RSGI_BRIDGE_ACCELERATE=0).
     plain: PlainAccelerator | None = None  # writes a whole plain HTTP response in one step
-    stream_start: StreamStarter | None = None  # writes a stream's start at once, the body goes through send
+    stream_start: StreamStarter | None = None  # writes a stream's start at once
+    stream_chunk: ChunkWriter | None = None  # writes the chunks of a stream stream_start started
     departed: DepartedProbe | None = None  # tells from the server's state that the client left (no reader task)
     websocket_sends_raise: bool = False  # a websocket send raises once the client left: no watcher task needed
 
     def without_accelerators(self) -> Quirks:
         """These quirks with every accelerator off (the workarounds stay)."""
-        return replace(self, plain=None, stream_start=None, departed=None, websocket_sends_raise=False)
+        return replace(
+            self, plain=None, stream_start=None, stream_chunk=None, departed=None, websocket_sends_raise=False
+        )
 
 
 GENERIC = Quirks()

@@ -23,9 +23,12 @@ Accelerators (off with ``accelerate=False`` / ``RSGI_BRIDGE_ACCELERATE=0``):
 - start_stream: on the same cycle, a stream's start (status line, headers, and
   ``transfer-encoding: chunked`` unless the app gave a content-length) is written inside
   ``response_stream``, as Granian sends it, with the cycle's framing state set as uvicorn's ``send``
-  sets it for ``http.response.start``; the body and its end then go through uvicorn's ``send``. No
-  delivery needs scheduling for the app's next suspension. Same guards as write_plain, but for
-  the body ones.
+  sets it for ``http.response.start``. No delivery needs scheduling for the app's next suspension.
+  Same guards as write_plain, but for the body ones.
+- write_chunk: each chunk of a stream start_stream started is written straight to the transport,
+  framed and counted as uvicorn's ``send`` does, unless writes are paused, the client left, or the
+  chunk exceeds the content-length: then uvicorn's ``send`` takes it (and waits for the drain,
+  drops it, or raises). The stream's end goes through uvicorn's ``send``.
 
   Its guards, checked once per cycle type: the class is
   ``uvicorn.protocols.http.httptools_impl.RequestResponseCycle`` whose own ``send`` uses only
@@ -52,7 +55,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..response import Response
-from . import DepartedCheck, DepartedProbe, PlainAccelerator, Quirks, StreamStarter, owner_of
+from . import ChunkWriter, DepartedCheck, DepartedProbe, PlainAccelerator, Quirks, StreamStarter, owner_of
 
 HTTP_QUIRKS = Quirks(max_status=599, body_after_response=False)
 WEBSOCKET_QUIRKS = Quirks(websocket_sends_raise=True)
@@ -117,8 +120,8 @@ def _reviewed(owner: type) -> bool:
     return hasattr(names, "search") and hasattr(values, "search")
 
 
-def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter] | None:
-    """write_plain and start_stream for ``owner``'s instances if its guards accept the type, else None."""
+def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter, ChunkWriter] | None:
+    """write_plain, start_stream and write_chunk for ``owner``'s instances if its guards accept the type, else None."""
     if not _reviewed(owner):
         return None
     module = sys.modules[owner.__module__]
@@ -244,7 +247,24 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter] | None:
             cycle.expected_content_length = length
         return True
 
-    return write_plain, start_stream
+    def write_chunk(send: Any, data: bytes) -> bool:
+        """Write a body chunk (more to come) of a stream start_stream started, as uvicorn's send would; False
+        (did nothing) when uvicorn's own send must handle it: writes paused (it waits for the drain), the
+        client gone (it drops the chunk), the response over, or more than the content-length (it raises)."""
+        cycle = send.__self__
+        if cycle.flow.write_paused or cycle.disconnected or cycle.response_complete:
+            return False
+        if cycle.chunked_encoding:
+            cycle.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            return True
+        size = len(data)
+        if size > cycle.expected_content_length:
+            return False
+        cycle.expected_content_length -= size
+        cycle.transport.write(data)
+        return True
+
+    return write_plain, start_stream, write_chunk
 
 
 def _app_block(headers: tuple[tuple[bytes, bytes], ...]) -> bytes | None:
@@ -288,8 +308,8 @@ def quirks_for(owner: type) -> Quirks | None:
     module = owner.__module__
     if module.startswith("uvicorn.protocols.http."):
         writers = _writers(owner)
-        plain, stream = writers if writers is not None else (None, None)
-        return replace(HTTP_QUIRKS, plain=plain, stream_start=stream, departed=_probe_for(owner))
+        plain, start, chunk = writers if writers is not None else (None, None, None)
+        return replace(HTTP_QUIRKS, plain=plain, stream_start=start, stream_chunk=chunk, departed=_probe_for(owner))
     if module.startswith("uvicorn.protocols.websockets."):
         return WEBSOCKET_QUIRKS
     return None

@@ -10,7 +10,8 @@ accelerators.
 - ``/read-after`` answers, then reads the request body, which ``/_last-read`` then answers.
 - ``replaying``: the same behind a middleware that reads the body and replays it; ``failing_writes``:
   the same with the socket's writes failing under ``/fail/`` (what reaches the app: ``/_last-read``).
-- ``/_accelerated`` and ``/_streams``: how many plain responses and stream starts so far went out
+- ``/_accelerated``, ``/_streams`` and ``/_chunks``: how many plain responses, stream starts and
+  stream chunks so far went out
   through the accelerators of ``rsgi_bridge/servers/uvicorn.py`` (counted here, around the bridge's
   own writers, so a test can tell the accelerated path actually ran).
 
@@ -28,6 +29,7 @@ from rsgi_bridge import wrap
 
 COUNT = [0]  # plain responses written by the accelerator
 STREAM_COUNT = [0]  # stream starts written by it
+CHUNK_COUNT = [0]  # stream chunks written by it
 LAST_READ: list[str] = []
 _make_writers = uvicorn_seam._writers
 
@@ -36,7 +38,7 @@ def _counting_writers(owner: type) -> Any:
     writers = _make_writers(owner)
     if writers is None:
         return None
-    write_plain, start_stream = writers
+    write_plain, start_stream, write_chunk = writers
 
     def plain(*args: Any) -> bool:
         done = write_plain(*args)
@@ -48,7 +50,12 @@ def _counting_writers(owner: type) -> Any:
         STREAM_COUNT[0] += done
         return done
 
-    return plain, stream
+    def chunk(*args: Any) -> bool:
+        done = write_chunk(*args)
+        CHUNK_COUNT[0] += done
+        return done
+
+    return plain, stream, chunk
 
 
 uvicorn_seam._writers = _counting_writers  # type: ignore[assignment]
@@ -144,6 +151,9 @@ async def app(scope: Any, proto: Any) -> None:
         return
     if path == "/_streams":
         proto.response_str(200, [("content-type", "text/plain")], str(STREAM_COUNT[0]))
+        return
+    if path == "/_chunks":
+        proto.response_str(200, [("content-type", "text/plain")], str(CHUNK_COUNT[0]))
         return
     if path == "/stream-then-raise":  # fails right after response_stream, before any await
         proto.response_stream(200, [("x-s", "1")])
