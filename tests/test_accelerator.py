@@ -499,3 +499,32 @@ def test_a_failing_socket_write_never_reaches_the_app(accelerate: str, path: str
         want = "nothing reached the app" if path == "/fail/plain" else "send raised RSGIProtocolClosed"
         assert wait_for(lambda: last_read(server) == want, 5), last_read(server)
         assert parse(raw_exchange(server.port, request("GET", "/r/hello", close=True))).body == b"Hello, world!"
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's RSS from /proc")
+def test_stream_chunks_keep_backpressure(servers: tuple[Server, Server]) -> None:
+    """A client that stops reading: uvicorn pauses writes, the accelerator hands the chunks to uvicorn's
+    send, which waits for the drain, so the server does not buffer the 64 MiB; then every byte arrives."""
+    fast, _generic = servers
+    size = 64 * 1024 * 1024
+    before = chunks(fast)
+    with socket.create_connection(("127.0.0.1", fast.port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(request("GET", "/huge"))
+        rss = rss_kib(fast.pid())
+        time.sleep(1.5)  # not reading: the socket buffers fill, the transport pauses
+        grown = rss_kib(fast.pid()) - rss
+        got = 0
+        while got < size:
+            data = s.recv(1 << 20)
+            assert data, got
+            got += len(data)
+    assert grown < 24 * 1024, f"the server buffered {grown} KiB for a client that stopped reading"
+    assert got - size < 1024  # the body (and only a head's worth more)
+    written = chunks(fast) - before
+    assert 0 < written < 64, written  # some straight to the socket, the rest through uvicorn's send

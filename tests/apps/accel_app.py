@@ -6,6 +6,7 @@ accelerators.
 - ``/hold?PATH`` answers (``/hold-stream?PATH``: starts a stream) at once, then blocks its thread
   (the event loop) until the file ``PATH`` exists (at most 5 s), as an app doing synchronous work
   after responding.
+- ``/huge`` streams 64 MiB in 1 MiB chunks.
 - ``/stream-then-raise`` raises right after ``response_stream``.
 - ``/read-after`` answers, then reads the request body, which ``/_last-read`` then answers.
 - ``replaying``: the same behind a middleware that reads the body and replays it; ``failing_writes``:
@@ -158,6 +159,11 @@ async def app(scope: Any, proto: Any) -> None:
     if path == "/stream-then-raise":  # fails right after response_stream, before any await
         proto.response_stream(200, [("x-s", "1")])
         raise RuntimeError("failed before the stream's first chunk")
+    if path == "/huge":  # 64 MiB in 1 MiB chunks, for a client that stops reading
+        transport = proto.response_stream(200, [("content-length", str(64 * len(BIG)))])
+        for _ in range(64):
+            await transport.send_bytes(bytes(memoryview(BIG)))  # a new 1 MiB each: buffered, they would add up
+        return
     if path.startswith("/s/"):
         status, headers, chunks = STREAMS[path.removeprefix("/s/")]
         transport = proto.response_stream(status, headers)
