@@ -50,7 +50,8 @@ PlainAccelerator = Callable[[Any, Response, Any], bool]
 
 # Called with ``send`` and a STREAM ``Response`` just set (status and headers checked): writes the
 # stream's start straight to the server as its ``send`` would for ``http.response.start``, leaving
-# the server's request cycle ready for the body's ``http.response.body`` messages through ``send``.
+# the server's request cycle ready for the body: its chunks through the server's ChunkWriter or
+# ``send``, its end through ``send``.
 # False, having done nothing, when a guard fails. Synchronous: called inside ``response_stream``.
 StreamStarter = Callable[[Any, Response], bool]
 

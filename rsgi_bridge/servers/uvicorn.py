@@ -226,7 +226,8 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter, ChunkWriter]
 
     def start_stream(send: Any, response: Response) -> bool:
         """Write the start of stream ``response`` on ``send``'s cycle as uvicorn would; False (did nothing) if a
-        guard fails. The body then goes through uvicorn's send, framed as the start set it up."""
+        guard fails. The cycle's framing is then set up as uvicorn's send sets it: the chunks go through
+        write_chunk (or uvicorn's send), the end through uvicorn's send."""
         try:
             head = head_for(send, response)
         except Exception:  # not the cycle it was written against: nothing was changed, uvicorn's send runs
