@@ -7,7 +7,8 @@ Delivery moves the committed response to ``send``: inline once the app has retur
 app is still running at its next suspension, from a task of its own, so a file or a stream's
 headers never move inside the app's awaits. Where a server's accelerator accepts it
 (``servers/``), a plain response, or a stream's start, is written inside the ``response_*`` call
-itself, as Granian sends it. A streamed body is sent by the app's own ``send_bytes``/``send_str``
+itself, as Granian sends it (a file's start and pieces, once the file is open, go through the same
+stream writers). A streamed body is sent by the app's own ``send_bytes``/``send_str``
 and ends when the app returned and released the transport. The request ends when the app
 returned and the committed response was delivered (or the client left). Nothing the server
 raises on ``send`` (or an accelerator's write) reaches the app; every message is a new dict.
@@ -260,22 +261,9 @@ class Exchange:
         pass, the stream's start leaves at once, inside this call (as on Granian)."""
         transport = StreamTransport(self)
         self._stream = weakref.ref(transport, self._on_release)
-        response = Response(STREAM, status, head)
-        if self._accelerate and not self.is_head:
-            quirks = quirks_of(self._send)
-            start = quirks.stream_start
-            try:
-                started = start is not None and start(self._send, response)
-            except Exception as exc:  # the server's write failed: the exchange is over, sends raise ProtocolClosed
-                self._response = response
-                self._send_failed(exc, "http.response.start (accelerated)")
-                return transport
-            if started:
-                self._response = response
-                self._length = head.length
-                self._write_chunk = quirks.stream_chunk
-                self.phase = STARTED
-                return transport
+        response = self._response = Response(STREAM, status, head)
+        if self._accelerate and not self.is_head and self._accelerated_start(response):
+            return transport
         self.commit(response)
         return transport
 
@@ -356,6 +344,28 @@ class Exchange:
             self._no_body = True
         return True
 
+    def _accelerated_start(self, r: Response) -> bool:
+        """Write the start of ``r`` (a stream's or a file's) through the server's accelerator, if it has one
+        and its guards pass; its chunks then go through the accelerator's chunk writer where it can.
+
+        Whether it did; if not, nothing was sent and the generic path starts ``r``. A server error
+        while writing ends the exchange as on the generic path (logged, never raised; True).
+        """
+        quirks = quirks_of(self._send)
+        start = quirks.stream_start
+        if start is None:
+            return False
+        try:
+            if not start(self._send, r):
+                return False
+        except Exception as exc:  # the write failed: the exchange is over, stream sends raise ProtocolClosed
+            self._send_failed(exc, "http.response.start (accelerated)")
+            return True
+        self._length = r.head.length
+        self._write_chunk = quirks.stream_chunk
+        self.phase = STARTED
+        return True
+
     async def _deliver_file(self, r: Response) -> None:
         if self.phase is not COMMITTED:  # delivered already
             return
@@ -384,20 +394,29 @@ class Exchange:
             if not self._startable(r.status):
                 await self._answer_500()
                 return
-            if not await self._send_start(r.status, list(r.head.headers)):
+            bodiless = self.is_head or r.status in _BODILESS  # no body, and the file is not read
+            pathsend = r.end is None and "http.response.pathsend" in (self._scope.get("extensions") or ())
+            if bodiless or pathsend or not self._accelerate or not self._accelerated_start(r):
+                if not await self._send_start(r.status, list(r.head.headers)):
+                    return
+                self.phase = STARTED
+            elif self.phase is not STARTED:  # the accelerated start failed: over
                 return
-            self.phase = STARTED
-            if self.is_head or r.status in _BODILESS:  # no body, and the file is not read
+            if bodiless:
                 self.phase = DONE
                 await self._send_body(b"", False)
                 return
-            if r.end is None and "http.response.pathsend" in (self._scope.get("extensions") or ()):
+            if pathsend:
                 self.phase = DONE
                 await self._send_message({"type": "http.response.pathsend", "path": os.path.abspath(r.path)})
                 return
-            self.inbound.watch()  # the client leaving stops the transfer
+            self._watch_departure()  # the client leaving stops the transfer
             read = f.read
-            while left > 0 and not self.inbound.gone:
+            chunk = b""  # the last one (none, for an empty file or range)
+            while left > 0:
+                if self._client_left():
+                    await asyncio.sleep(0)  # as write(): the server learns of it first, from a loop callback
+                    return
                 try:
                     chunk = await loop.run_in_executor(None, read, min(self.chunk_size, left))
                     if not chunk:
@@ -407,16 +426,12 @@ class Exchange:
                     await self._abort(exc)
                     return
                 left -= len(chunk)
-                if left > 0:
-                    if not await self._send_body(chunk, True):
-                        return
-                else:
-                    self.phase = DONE
-                    await self._send_last(chunk)
+                if left <= 0:
+                    break
+                if not await self._send_chunk(chunk):
                     return
-            if not self.inbound.gone:  # an empty file or range
-                self.phase = DONE
-                await self._send_last(b"")
+            self.phase = DONE
+            await self._send_last(chunk)
         finally:
             self.phase = DONE
             f.close()
@@ -474,10 +489,7 @@ class Exchange:
             # own state tells at each send (an accelerator, servers/), or else a reader task watches
             # for it (a stream of one send, like an echo, ends before it could matter; the task costs
             # ~50k instructions per 1 MiB stream, benchmarks/instructions.py).
-            probe = quirks_of(self._send, self._accelerate).departed
-            departed = self._departed = probe(self._send) if probe is not None else None
-            if departed is None:
-                self.inbound.watch()
+            departed = self._watch_departure()
         if departed is not None and departed():
             self.inbound.left()
             # One loop turn first: the server learns of the lost connection from a loop callback
@@ -492,6 +504,37 @@ class Exchange:
         except Exception as exc:
             self._send_failed(exc, "http.response.body")
             raise ProtocolClosed("the server gave up on the response") from None
+
+    def _watch_departure(self) -> DepartedCheck | None:
+        """From now on, notice the client leaving: by the server's own check (an accelerator, servers/),
+        called at each send, or else by a reader task watching ``receive()``. That check, or None."""
+        probe = quirks_of(self._send, self._accelerate).departed
+        departed = self._departed = probe(self._send) if probe is not None else None
+        if departed is None:
+            self.inbound.watch()
+        return departed
+
+    def _client_left(self) -> bool:
+        """Whether the client is known to have left (the reader task saw it, or the server's check tells)."""
+        inbound = self._inbound
+        if inbound is not None and inbound.gone:
+            return True
+        departed = self._departed
+        if departed is not None and departed():
+            self.inbound.left()
+            return True
+        return False
+
+    async def _send_chunk(self, data: bytes) -> bool:
+        """A body chunk, more to come: through the accelerator's chunk writer, else ``send``. Whether it went."""
+        try:
+            write_chunk = self._write_chunk
+            if write_chunk is None or not write_chunk(self._send, data):
+                await self._send({"type": "http.response.body", "body": data, "more_body": True})
+            return True
+        except Exception as exc:
+            self._send_failed(exc, "http.response.body")
+            return False
 
     def _on_release(self, ref: object) -> None:
         """The app's stream transport was freed (may run in any thread)."""

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.apps.accel_app import RESPONSES, STREAMS
+from tests.apps.accel_app import FILES, RESPONSES, STREAMS
 from tests.rawhttp import parse, raw_exchange
 from tests.servers import Server, wait_for
 
@@ -31,6 +31,7 @@ HTTPTOOLS = ["--http", "httptools"]
 # What the accelerator leaves to uvicorn's own send (its guards).
 NOT_ACCELERATED = {"no-content", "not-modified", "connection-close", "connection-keep", "chunked"}
 STREAMS_NOT_ACCELERATED = {"no-content", "not-modified", "connection-close", "app-chunked"}
+FILES_NOT_ACCELERATED = {"missing", "no-content", "connection-close"}
 _DATE = re.compile(rb"\r\ndate: [^\r\n]*\r\n")
 
 
@@ -115,27 +116,34 @@ def chunks(server: Server) -> int:
     return int(parse(raw_exchange(server.port, request("GET", "/_chunks", close=True))).body)
 
 
-# (route, name): every plain response (/r/) and every stream (/s/) of the app.
-EACH = [("/r/", name) for name in sorted(RESPONSES)] + [("/s/", name) for name in sorted(STREAMS)]
+# (route, name): every plain response (/r/), every stream (/s/) and every file response (/f/) of the app.
+EACH = (
+    [("/r/", name) for name in sorted(RESPONSES)]
+    + [("/s/", name) for name in sorted(STREAMS)]
+    + [("/f/", name) for name in sorted(FILES)]
+)
 
 
 @pytest.mark.parametrize(("route", "name"), EACH)
 def test_each_response_on_a_kept_alive_connection(servers: tuple[Server, Server], route: str, name: str) -> None:
-    """The same bytes as uvicorn's own send: a plain response; a stream's head (written by the accelerator),
-    chunks and end."""
+    """The same bytes as uvicorn's own send: a plain response; a stream's or a file's head (written by the
+    accelerator), chunks and end."""
     fast, generic = servers
     plain = route == "/r/"
     written = accelerated if plain else streams
     before = written(fast)
     chunks_before = chunks(fast)
     got = same_bytes(fast, generic, lambda port: one_by_one(port, twice(route + name, name)))
-    assert got.startswith(b"HTTP/1.1 %d " % (RESPONSES[name][1] if plain else STREAMS[name][0]))
+    status = {"/r/": lambda: RESPONSES[name][1], "/s/": lambda: STREAMS[name][0], "/f/": lambda: FILES[name][0]}
+    assert got.startswith(b"HTTP/1.1 %d " % (404 if name == "missing" else status[route]()))
     # Both requests to the route went through the accelerator unless a guard sends it to uvicorn's send.
-    skipped = NOT_ACCELERATED if plain else STREAMS_NOT_ACCELERATED
+    skipped = {"/r/": NOT_ACCELERATED, "/s/": STREAMS_NOT_ACCELERATED, "/f/": FILES_NOT_ACCELERATED}[route]
     assert written(fast) - before == (0 if name in skipped else 2)
     assert written(generic) == 0
-    if not plain and name not in skipped:  # the chunks of an accelerated start: written by the accelerator too
+    if route == "/s/" and name not in skipped:  # the chunks of an accelerated start: written by the accelerator too
         assert chunks(fast) - chunks_before >= (2 if any(STREAMS[name][2]) else 0)
+    if route == "/f/" and name in ("whole", "range", "no-length"):  # all chunks but the last (sent with the end)
+        assert chunks(fast) - chunks_before >= 2
 
 
 @pytest.mark.parametrize("name", ["hello", "empty", "big", "own-length", "599", "no-content"])
@@ -414,11 +422,10 @@ def test_the_body_read_after_a_plain_response(servers: tuple[Server, Server], bo
     assert accelerated(fast) - before == 1
 
 
-@pytest.mark.parametrize("name", ["chunked", "length", "nothing"])
-def test_streams_on_closing_connections_and_head(servers: tuple[Server, Server], name: str) -> None:
+@pytest.mark.parametrize("path", ["/s/chunked", "/s/length", "/s/nothing", "/f/whole", "/f/no-length", "/f/empty"])
+def test_streams_on_closing_connections_and_head(servers: tuple[Server, Server], path: str) -> None:
     fast, generic = servers
     before = streams(fast)
-    path = f"/s/{name}"
     same_bytes(fast, generic, lambda port: raw_exchange(port, request("GET", path, close=True)))
     same_bytes(fast, generic, lambda port: raw_exchange(port, request("GET", path, version="1.0")))
     same_bytes(fast, generic, lambda port: one_by_one(port, [(request("HEAD", path), True)]))
@@ -428,10 +435,10 @@ def test_streams_on_closing_connections_and_head(servers: tuple[Server, Server],
 def test_streams_pipelined(servers: tuple[Server, Server]) -> None:
     fast, generic = servers
     before = streams(fast)
-    burst = b"".join(request("GET", f"/s/{n}") for n in ("chunked", "length", "suspends-first", "nothing"))
-    burst += request("GET", "/r/hello", close=True)
+    paths = ["/s/chunked", "/s/length", "/f/range", "/s/suspends-first", "/f/no-length", "/s/nothing"]
+    burst = b"".join(request("GET", p) for p in paths) + request("GET", "/r/hello", close=True)
     same_bytes(fast, generic, lambda port: raw_exchange(port, burst))
-    assert streams(fast) - before == 4
+    assert streams(fast) - before == 6
 
 
 def test_an_app_failing_right_after_response_stream(servers: tuple[Server, Server]) -> None:

@@ -48,11 +48,12 @@ ACCELERATE_ENV = "RSGI_BRIDGE_ACCELERATE"
 # call, so the response leaves at once, as on Granian.
 PlainAccelerator = Callable[[Any, Response, Any], bool]
 
-# Called with ``send`` and a STREAM ``Response`` just set (status and headers checked): writes the
-# stream's start straight to the server as its ``send`` would for ``http.response.start``, leaving
-# the server's request cycle ready for the body: its chunks through the server's ChunkWriter or
-# ``send``, its end through ``send``.
-# False, having done nothing, when a guard fails. Synchronous: called inside ``response_stream``.
+# Called with ``send`` and a STREAM ``Response`` just set, or a FILE one whose file is open (status
+# and headers checked, no HEAD, no 204/304): writes the response's start straight to the server as
+# its ``send`` would for ``http.response.start``, leaving the server's request cycle ready for the
+# body: its chunks through the server's ChunkWriter or ``send``, its end through ``send``.
+# False, having done nothing, when a guard fails. Synchronous: a stream's is called inside
+# ``response_stream``.
 StreamStarter = Callable[[Any, Response], bool]
 
 # Called with ``send`` and one non-empty body chunk (more to follow) of a stream whose start a

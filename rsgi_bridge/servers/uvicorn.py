@@ -24,8 +24,9 @@ Accelerators (off with ``accelerate=False`` / ``RSGI_BRIDGE_ACCELERATE=0``):
   ``transfer-encoding: chunked`` unless the app gave a content-length) is written inside
   ``response_stream``, as Granian sends it, with the cycle's framing state set as uvicorn's ``send``
   sets it for ``http.response.start``. No delivery needs scheduling for the app's next suspension.
-  Same guards as write_plain, but for the body ones.
-- write_chunk: each chunk of a stream start_stream started is written straight to the transport,
+  A file response's start goes the same way once its file is open. Same guards as write_plain, but
+  for the body ones.
+- write_chunk: each chunk of a stream (or piece of a file) start_stream started is written straight to the transport,
   framed and counted as uvicorn's ``send`` does, unless writes are paused, the client left, or the
   chunk exceeds the content-length: then uvicorn's ``send`` takes it (and waits for the drain,
   drops it, or raises). The stream's end goes through uvicorn's ``send``.

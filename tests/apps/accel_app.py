@@ -2,7 +2,8 @@
 accelerators.
 
 - ``/r/<name>``: the response ``RESPONSES[name]`` describes; ``/s/<name>``: the stream ``STREAMS[name]``
-  describes; ``POST /echo`` echoes the body.
+  describes; ``/f/<name>``: the file response ``FILES[name]`` describes (its files made at import, in a
+  temporary directory); ``POST /echo`` echoes the body.
 - ``/hold?PATH`` answers (``/hold-stream?PATH``: starts a stream) at once, then blocks its thread
   (the event loop) until the file ``PATH`` exists (at most 5 s), as an app doing synchronous work
   after responding.
@@ -11,8 +12,8 @@ accelerators.
 - ``/read-after`` answers, then reads the request body, which ``/_last-read`` then answers.
 - ``replaying``: the same behind a middleware that reads the body and replays it; ``failing_writes``:
   the same with the socket's writes failing under ``/fail/`` (what reaches the app: ``/_last-read``).
-- ``/_accelerated``, ``/_streams`` and ``/_chunks``: how many plain responses, stream starts and
-  stream chunks so far went out
+- ``/_accelerated``, ``/_streams`` and ``/_chunks``: how many plain responses, stream (and file) starts
+  and their chunks so far went out
   through the accelerators of ``rsgi_bridge/servers/uvicorn.py`` (counted here, around the bridge's
   own writers, so a test can tell the accelerated path actually ran).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 from typing import Any
 
@@ -29,8 +31,8 @@ import rsgi_bridge.servers.uvicorn as uvicorn_seam
 from rsgi_bridge import wrap
 
 COUNT = [0]  # plain responses written by the accelerator
-STREAM_COUNT = [0]  # stream starts written by it
-CHUNK_COUNT = [0]  # stream chunks written by it
+STREAM_COUNT = [0]  # stream (and file) starts written by it
+CHUNK_COUNT = [0]  # their chunks written by it
 LAST_READ: list[str] = []
 _make_writers = uvicorn_seam._writers
 
@@ -106,6 +108,22 @@ STREAMS: dict[str, tuple[int, list[tuple[str, str]], list[Any]]] = {
     "zero-length": (200, [("content-length", "0")], []),
 }
 
+_DIR = tempfile.mkdtemp(prefix="rsgi-bridge-accel-")
+for _name, _data in (("big.bin", BIG), ("odd.bin", BIG[:100_003]), ("empty.bin", b"")):
+    with open(os.path.join(_DIR, _name), "wb") as _f:
+        _f.write(_data)
+
+# name: (status, headers, file name in _DIR, (start, end) for response_file_range or None).
+FILES: dict[str, tuple[int, list[tuple[str, str]], str, tuple[int, int] | None]] = {
+    "whole": (200, [("content-type", "application/octet-stream"), ("content-length", str(len(BIG)))], "big.bin", None),
+    "no-length": (200, [("x-a", "1")], "odd.bin", None),  # chunked, as uvicorn frames it
+    "range": (206, [("content-range", f"bytes 1000-199999/{len(BIG)}")], "big.bin", (1000, 200_000)),
+    "empty": (200, [("content-length", "0")], "empty.bin", None),
+    "missing": (200, [], "no-such-file.bin", None),  # a 404
+    "no-content": (204, [], "odd.bin", None),
+    "connection-close": (200, [("connection", "close")], "odd.bin", None),
+}
+
 
 async def app(scope: Any, proto: Any) -> None:
     path = scope.path
@@ -174,6 +192,13 @@ async def app(scope: Any, proto: Any) -> None:
                 await transport.send_str(chunk)
             else:
                 await transport.send_bytes(chunk)
+        return
+    if path.startswith("/f/"):
+        status, headers, name, span = FILES[path.removeprefix("/f/")]
+        if span is None:
+            proto.response_file(status, headers, os.path.join(_DIR, name))
+        else:
+            proto.response_file_range(status, headers, os.path.join(_DIR, name), *span)
         return
     if path == "/echo":
         body = await proto()
