@@ -9,6 +9,15 @@ difference divided by ``N`` is the cost of one request, start-up excluded.
 
     python benchmarks/instructions.py -w plain,echo --compare /tmp/before/rb_before
 
+``--socket`` counts a real server instead: uvicorn (httptools, uvloop, no access log) runs under
+callgrind as a subprocess on 127.0.0.1 and a client in this process sends ``N`` (then ``2N``)
+requests over real sockets, keep-alive, spread over ``--connections``; the count covers the whole
+server (parsing, the socket writes, the event loop's turns) but not the kernel. It also knows the
+``file`` and ``ws`` workloads (one websocket message echoed per "request"), and ``--generic`` adds
+the bridge with its accelerators off (``RSGI_BRIDGE_ACCELERATE=0``):
+
+    python benchmarks/instructions.py --socket -w plain,file,ws --generic -n 1000
+
 Needs valgrind. One count takes some seconds (python runs ~50x slower under callgrind).
 """
 
@@ -18,9 +27,12 @@ import argparse
 import asyncio
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,27 +77,138 @@ def count(app_name: str, workload: str, n: int, compare: str = "") -> int:
         return int(found.group(1))
 
 
+# --socket: (method, path, request body bytes); "WS" is one websocket message echoed.
+SOCKET_WORKLOADS: dict[str, tuple[str, str, int]] = {
+    "plain": ("GET", "/plain", 0),
+    "10k": ("GET", "/10k", 0),
+    "echo": ("POST", "/echo", 10 * 1024),
+    "echo-stream": ("POST", "/echo-stream", 10 * 1024),
+    "stream": ("GET", "/stream", 0),
+    "file": ("GET", "/file", 0),
+    "ws": ("WS", "/ws", 0),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _http_client(port: int, method: str, path: str, body: int, n: int, connections: int) -> None:
+    """``n`` requests over ``connections`` kept-alive connections, each response read whole."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    request = (head + f"Content-Length: {body}\r\n\r\n").encode() + b"x" * body if body else (head + "\r\n").encode()
+
+    async def one(k: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(k):
+                writer.write(request)
+                response_head = (await reader.readuntil(b"\r\n\r\n")).lower()
+                if not response_head.startswith(b"http/1.1 200 "):
+                    raise RuntimeError(f"unexpected response: {response_head[:200]!r}")
+                length = re.search(rb"\r\ncontent-length: *(\d+)", response_head)
+                if length is not None:
+                    await reader.readexactly(int(length.group(1)))
+                    continue
+                while size := int((await reader.readuntil(b"\r\n"))[:-2], 16):  # chunked
+                    await reader.readexactly(size + 2)
+                await reader.readexactly(2)
+        finally:
+            writer.close()
+
+    await asyncio.wait_for(asyncio.gather(*(one(n // connections) for _ in range(connections))), 600)
+
+
+async def _ws_client(port: int, path: str, n: int, connections: int) -> None:
+    """``n`` websocket messages echoed over ``connections`` connections."""
+    from websockets.asyncio.client import connect
+
+    async def one(k: int) -> None:
+        async with connect(f"ws://127.0.0.1:{port}{path}", compression=None) as ws:
+            for _ in range(k):
+                await ws.send("Hello, world!")
+                await ws.recv()
+
+    await asyncio.wait_for(asyncio.gather(*(one(n // connections) for _ in range(connections))), 600)
+
+
+def count_socket(
+    app_name: str, workload: str, n: int, compare: str, connections: int, env_extra: dict[str, str]
+) -> int:
+    """Instructions callgrind counts for a uvicorn process serving ``n`` requests of ``workload`` over sockets."""
+    target = {"native": "apps:asgi_app", "bridged": "apps:bridged_app"}.get(app_name, "apps:compare_app")
+    method, path, body = SOCKET_WORKLOADS[workload]
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        out, log = os.path.join(tmp, "cg.out"), os.path.join(tmp, "valgrind.log")
+        env = {**os.environ, "PYTHONHASHSEED": "0", **env_extra}
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parent), env.get("PYTHONPATH", "")])
+        if compare:
+            env["RSGI_BENCH_COMPARE"] = compare
+        argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--log-file={log}", sys.executable]
+        argv += ["-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port), "--http", "httptools"]
+        argv += ["--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
+        proc = subprocess.Popen(argv, cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.5).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"uvicorn under callgrind did not start ({proc.poll()})") from None
+                    time.sleep(0.2)
+            if method == "WS":
+                asyncio.run(_ws_client(port, path, n, connections))
+            else:
+                asyncio.run(_http_client(port, method, path, body, n, connections))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        found = re.search(r"Collected\s*:\s*(\d+)", Path(log).read_text())
+        if not found:
+            raise RuntimeError(f"callgrind failed:\n{Path(log).read_text()[-2000:]}")
+        return int(found.group(1))
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-w", "--workloads", default="plain,echo", help="subset of micro.py's workloads")
     p.add_argument("-n", "--number", type=int, default=2000, help="requests in the shorter run (default 2000)")
     p.add_argument("--compare", action="append", default=[], metavar="DIR", help="another copy of rsgi_bridge")
     p.add_argument("--no-native", action="store_true", help="count the bridge (and --compare copies) only")
+    p.add_argument("--socket", action="store_true", help="count a real uvicorn server over real sockets")
+    p.add_argument("--connections", type=int, default=8, help="--socket: client connections (default 8)")
+    p.add_argument("--generic", action="store_true", help="--socket: also the bridge with its accelerators off")
     p.add_argument("--serve", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
         serve(args.serve, args.workloads, args.number)
         return 0
-    variants = [("native", ""), ("bridged", "")] + [(Path(c).name, str(c)) for c in args.compare]
+    # (column, app, --compare directory, extra environment)
+    variants = [("native", "native", "", {}), ("bridged", "bridged", "", {})]
+    if args.socket and args.generic:
+        variants.append(("generic", "bridged", "", {"RSGI_BRIDGE_ACCELERATE": "0"}))
+    variants += [(Path(c).name, "compare", str(c), {}) for c in args.compare]
     if args.no_native:
         variants = variants[1:]
-    print(f"{'workload':<14}" + "".join(f"{name:>16}" for name, _ in variants) + "   (instructions per request)")
+    print(f"{'workload':<14}" + "".join(f"{v[0]:>16}" for v in variants) + "   (instructions per request)")
     for workload in args.workloads.split(","):
         row = []
-        for name, where in variants:
-            app_name = name if not where else "compare"
-            n = args.number
-            row.append((count(app_name, workload, 2 * n, where) - count(app_name, workload, n, where)) / n)
+        n = args.number
+        for _column, app_name, where, env in variants:
+            if args.socket:
+                a, b = (count_socket(app_name, workload, k, where, args.connections, env) for k in (n, 2 * n))
+            else:
+                a, b = count(app_name, workload, n, where), count(app_name, workload, 2 * n, where)
+            row.append((b - a) / n)
         print(f"{workload:<14}" + "".join(f"{v:>16,.0f}" for v in row))
     return 0
 
