@@ -7,8 +7,8 @@ Delivery moves the committed response to ``send``: inline once the app has retur
 app is still running at its next suspension, from a task of its own, so a file or a stream's
 headers never move inside the app's awaits. Where a server's accelerator accepts it
 (``servers/``), a plain response, or a stream's start, is written inside the ``response_*`` call
-itself, as Granian sends it (a file's start and pieces, once the file is open, go through the same
-stream writers). A streamed body is sent by the app's own ``send_bytes``/``send_str``
+itself, as Granian sends it (a file's start and all its pieces but the last, once the file is open,
+go through the same stream writers). A streamed body is sent by the app's own ``send_bytes``/``send_str``
 and ends when the app returned and released the transport. The request ends when the app
 returned and the committed response was delivered (or the client left). Nothing the server
 raises on ``send`` (or an accelerator's write) reaches the app; every message is a new dict.
@@ -349,7 +349,8 @@ class Exchange:
         and its guards pass; its chunks then go through the accelerator's chunk writer where it can.
 
         Whether it did; if not, nothing was sent and the generic path starts ``r``. A server error
-        while writing ends the exchange as on the generic path (logged, never raised; True).
+        while writing ends the exchange (logged, never raised; True): part of the start may be on
+        the wire, so no 500 follows.
         """
         quirks = quirks_of(self._send)
         start = quirks.stream_start
@@ -654,7 +655,8 @@ class Inbound:
     """The request side of an exchange: the body from ``receive()``, and the client leaving.
 
     The app reads the body straight from ``receive()`` until something else needs it: noticing
-    the client leave (``client_disconnect()``, a file or stream response under way) or keeping
+    the client leave (``client_disconnect()``, a file or stream response under way where the server
+    cannot tell, ``Exchange._watch_departure``) or keeping
     the body for the app past the response. Then a reader task owns ``receive()``, holds up to
     ``_BUFFER_MAX`` bytes of body for the app, and sees the ``http.disconnect``.
     """

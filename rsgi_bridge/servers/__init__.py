@@ -49,7 +49,8 @@ ACCELERATE_ENV = "RSGI_BRIDGE_ACCELERATE"
 PlainAccelerator = Callable[[Any, Response, Any], bool]
 
 # Called with ``send`` and a STREAM ``Response`` just set, or a FILE one whose file is open (status
-# and headers checked, no HEAD, no 204/304): writes the response's start straight to the server as
+# and headers checked; for a file, no HEAD and no 204/304; for a stream, refusing those is the
+# starter's guard): writes the response's start straight to the server as
 # its ``send`` would for ``http.response.start``, leaving the server's request cycle ready for the
 # body: its chunks through the server's ChunkWriter or ``send``, its end through ``send``.
 # False, having done nothing, when a guard fails. Synchronous: a stream's is called inside

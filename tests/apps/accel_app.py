@@ -2,12 +2,12 @@
 accelerators.
 
 - ``/r/<name>``: the response ``RESPONSES[name]`` describes; ``/s/<name>``: the stream ``STREAMS[name]``
-  describes; ``/f/<name>``: the file response ``FILES[name]`` describes (its files made at import, in a
-  temporary directory); ``POST /echo`` echoes the body.
+  describes; ``/f/<name>``: the file response ``FILES[name]`` describes (its files made once, in a
+  directory of the system's temporary one); ``POST /echo`` echoes the body.
 - ``/hold?PATH`` answers (``/hold-stream?PATH``: starts a stream) at once, then blocks its thread
   (the event loop) until the file ``PATH`` exists (at most 5 s), as an app doing synchronous work
   after responding.
-- ``/huge`` streams 64 MiB in 1 MiB chunks.
+- ``/huge`` streams 64 MiB in 1 MiB chunks; ``/huge-file`` sends a 64 MiB file.
 - ``/stream-then-raise`` raises right after ``response_stream``.
 - ``/read-after`` answers, then reads the request body, which ``/_last-read`` then answers.
 - ``replaying``: the same behind a middleware that reads the body and replays it; ``failing_writes``:
@@ -108,10 +108,27 @@ STREAMS: dict[str, tuple[int, list[tuple[str, str]], list[Any]]] = {
     "zero-length": (200, [("content-length", "0")], []),
 }
 
-_DIR = tempfile.mkdtemp(prefix="rsgi-bridge-accel-")
+# The files of /f/ and /huge-file: one directory for every process that imports this (servers are
+# stopped with SIGTERM, which uvicorn re-raises: no atexit cleanup would run), each file made once,
+# atomically.
+_DIR = os.path.join(tempfile.gettempdir(), "rsgi-bridge-accel-files")
+os.makedirs(_DIR, exist_ok=True)
+
+
+def _make(name: str, data: bytes, size: int) -> None:
+    path = os.path.join(_DIR, name)
+    if os.path.exists(path) and os.path.getsize(path) == size:
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.truncate(size)  # beyond data: zeros, sparse
+    os.replace(tmp, path)
+
+
 for _name, _data in (("big.bin", BIG), ("odd.bin", BIG[:100_003]), ("empty.bin", b"")):
-    with open(os.path.join(_DIR, _name), "wb") as _f:
-        _f.write(_data)
+    _make(_name, _data, len(_data))
+_make("huge.bin", b"", 64 * len(BIG))  # 64 MiB of zeros
 
 # name: (status, headers, file name in _DIR, (start, end) for response_file_range or None).
 FILES: dict[str, tuple[int, list[tuple[str, str]], str, tuple[int, int] | None]] = {
@@ -156,6 +173,8 @@ async def app(scope: Any, proto: Any) -> None:
         try:
             if path == "/fail/plain":
                 proto.response_str(200, [], "x")
+            elif path == "/fail/file":
+                proto.response_file(200, [], os.path.join(_DIR, "odd.bin"))
             else:
                 transport = proto.response_stream(200, [])
                 try:
@@ -192,6 +211,9 @@ async def app(scope: Any, proto: Any) -> None:
                 await transport.send_str(chunk)
             else:
                 await transport.send_bytes(chunk)
+        return
+    if path == "/huge-file":  # 64 MiB, for a client that stops reading
+        proto.response_file(200, [("content-length", str(64 * len(BIG)))], os.path.join(_DIR, "huge.bin"))
         return
     if path.startswith("/f/"):
         status, headers, name, span = FILES[path.removeprefix("/f/")]
