@@ -512,13 +512,14 @@ def test_no_leak_after_1000_aborted_requests(kind: str, request: pytest.FixtureR
         # every closed connection's objects in reference cycles (its own, the same without the
         # bridge). A leak is what stays reachable, so the bridge's own objects must be back to their
         # count before, exactly, in every round. The collector's tracked objects and the blocks of
-        # Python's allocator move with the server's own caches (+-20 typical, +261 blocks seen once
-        # on a loaded CI machine), so they must stay within 250 in one of two rounds: a leak of one
-        # object, or of one bytes buffer, per request adds 1,000 in each. RSS is only a gross bound:
+        # Python's allocator move with the server's own caches (+-20 typical; +261, and +298 then +251
+        # blocks in two rounds running, seen on a loaded CI machine), so they must stay within 250 in
+        # one of three rounds: a leak of one object, or of one bytes buffer, per request adds 1,000 in
+        # each. RSS is only a gross bound:
         # it follows the allocator's peak, which rises with how many aborted connections a loaded
         # machine lets pile up at once (+8 MiB seen on a busy CI machine with the counts flat).
         rounds: list[tuple[int, int, float]] = []
-        for _ in range(2):
+        for _ in range(3):
             base = st("?reset=1&collect=1&objects=1")
             base_rss = rss(server)
             done = asyncio.run(_abort_many(server.port, 1000))
@@ -543,7 +544,7 @@ def test_no_leak_after_1000_aborted_requests(kind: str, request: pytest.FixtureR
             if rounds[-1][0] < 250 and rounds[-1][1] < 250:
                 break
         else:
-            pytest.fail(f"objects and allocator blocks grew in both rounds (objects, blocks, RSS): {rounds}")
+            pytest.fail(f"objects or allocator blocks grew in every round (objects, blocks, RSS): {rounds}")
         assert c.get("/hello").text == "hello, world"
 
 
