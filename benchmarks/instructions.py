@@ -89,12 +89,6 @@ SOCKET_WORKLOADS: dict[str, tuple[str, str, int]] = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _http_client(port: int, method: str, path: str, body: int, n: int, connections: int) -> None:
     """``n`` requests over ``connections`` kept-alive connections, each response read whole."""
     head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -139,8 +133,10 @@ def count_socket(
 ) -> int:
     """Instructions callgrind counts for a uvicorn process serving ``n`` requests of ``workload`` over sockets."""
     target = {"native": "apps:asgi_app", "bridged": "apps:bridged_app"}.get(app_name, "apps:compare_app")
+    from run import free_port  # run.py, next to this file
+
     method, path, body = SOCKET_WORKLOADS[workload]
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         out, log = os.path.join(tmp, "cg.out"), os.path.join(tmp, "valgrind.log")
         env = {**os.environ, "PYTHONHASHSEED": "0", **env_extra}
