@@ -22,7 +22,8 @@ nox.options.default_venv_backend = "uv|virtualenv"  # uv when installed (as .ci/
 # The suite must pass with every accelerator off as well as on. A fourth whole run would not fit
 # CI's time, so one of the three Python sessions runs with them off (RSGI_BRIDGE_ACCELERATE=0; the
 # server subprocesses inherit it) and the other two with them on. tests/test_accelerator.py sets
-# the variable per server itself, so it compares both paths in every session.
+# the variable per server itself (so does tests/test_accelerator_ws.py), so they compare both paths in
+# every session.
 ACCELERATORS_OFF = "3.12"
 # The oldest uvicorn the accelerator's guards accept and the suite supports (pyproject.toml's floor).
 UVICORN_OLDEST = "0.53.0"
@@ -38,9 +39,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(name="uvicorn-oldest", python=PYTHONS[0])
 def uvicorn_oldest(session: nox.Session) -> None:
-    """uvicorn's bytes with and without the bridge's accelerator, on the oldest supported uvicorn (~10 s)."""
+    """uvicorn's bytes with and without the bridge's accelerators, on the oldest supported uvicorn (~20 s)."""
     session.install("-e", ".[test]", f"uvicorn[standard]=={UVICORN_OLDEST}")
-    session.run("python", "-m", "pytest", "tests/test_accelerator.py", *session.posargs)
+    session.run("python", "-m", "pytest", "tests/test_accelerator.py", "tests/test_accelerator_ws.py", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0])

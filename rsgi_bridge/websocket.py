@@ -19,7 +19,7 @@ from .connection import (
     logger,
 )
 from .errors import ProtocolClosed, ProtocolError
-from .servers import quirks_of
+from .servers import WebsocketSender, quirks_of
 
 __all__ = [
     "WebsocketMessage",
@@ -132,6 +132,7 @@ class WebsocketProtocol(Connection):
         "_sessions",
         "_state",
         "_watcher",
+        "_write_frame",
     )
 
     proto = "ws"
@@ -164,6 +165,7 @@ class WebsocketProtocol(Connection):
         self._room: asyncio.Event | None = None  # set: inbox under its bounds
         self._watcher: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._write_frame: WebsocketSender | None = None  # the server's frame writer, once accepted (servers/)
 
     async def accept(self) -> WebsocketTransport:
         """Complete the handshake and return the transport."""
@@ -181,7 +183,10 @@ class WebsocketProtocol(Connection):
             raise ProtocolClosed("the client disconnected before the handshake completed") from exc
         if self._sessions is not None:
             self._sessions.add(self)
-        if not quirks_of(self._send, self._accelerate).websocket_sends_raise:
+        quirks = quirks_of(self._send, self._accelerate)
+        if quirks.websocket_send is not None:
+            self._write_frame = quirks.websocket_send(self._send)
+        if not quirks.websocket_sends_raise:
             self._start_watch()
         return WebsocketTransport(self)
 
@@ -373,7 +378,8 @@ class WebsocketProtocol(Connection):
             ready.clear()
             await ready.wait()
 
-    async def _send_message(self, message: dict[str, Any]) -> None:
+    async def _send_data(self, data: bytes | str) -> None:
+        """Send one message: a binary frame for bytes, a text frame for str (checked by the transport)."""
         if self._phase != _OPEN or self._state:
             if self._phase == _NEW:
                 raise ProtocolError("send before accept()")
@@ -383,7 +389,12 @@ class WebsocketProtocol(Connection):
         if self._gone:
             raise ProtocolClosed("the client disconnected")
         try:
-            await self._send(message)
+            write = self._write_frame
+            if write is None or not write(data):
+                if type(data) is bytes:
+                    await self._send({"type": "websocket.send", "bytes": data})
+                else:
+                    await self._send({"type": "websocket.send", "text": data})
         except (OSError, RuntimeError) as exc:  # some servers raise once the socket is gone
             self._gone = True
             if self._ready is not None:
@@ -432,13 +443,13 @@ class WebsocketTransport:
         """Send a binary frame (bytes, bytearray or memoryview)."""
         if type(data) is not bytes:
             data = check_bytes(data, "send_bytes")
-        return self._proto._send_message({"type": "websocket.send", "bytes": data})
+        return self._proto._send_data(data)
 
     def send_str(self, data: str) -> Coroutine[Any, Any, None]:
         """Send a text frame."""
         if type(data) is not str:
             data = check_str(data, "send_str")
-        return self._proto._send_message({"type": "websocket.send", "text": data})
+        return self._proto._send_data(data)
 
 
 def close_websockets(sessions: set[WebsocketProtocol], code: int = 1012) -> int:

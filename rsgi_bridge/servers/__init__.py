@@ -13,10 +13,10 @@ A :class:`Quirks` holds two kinds of knowledge:
   is complete; daphne must not be handed an exception after the response started). They are
   always on: turning one off would make the bridge wrong on that server.
 - **accelerators**, optimisations over a generic path that is correct alone: a way to write a
-  plain response in one step, a stream or a websocket that learns of a departed client without a
-  watcher task. They are off with ``wrap(app, accelerate=False)`` or the environment variable
-  ``RSGI_BRIDGE_ACCELERATE=0``, and the bridge then behaves the same (the test suite passes either
-  way).
+  plain response in one step, a websocket frame written without a coroutine of the server's, a
+  stream or a websocket that learns of a departed client without a watcher task. They are off with
+  ``wrap(app, accelerate=False)`` or the environment variable ``RSGI_BRIDGE_ACCELERATE=0``, and the
+  bridge then behaves the same (the test suite passes either way).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..response import Response
 
 __all__ = [
     "ACCELERATE_ENV", "GENERIC", "ChunkWriter", "DepartedCheck", "DepartedProbe", "PlainAccelerator", "Quirks",
-    "StreamStarter", "accelerate_default", "owner_of", "quirks_of",
+    "StreamStarter", "WebsocketSender", "WebsocketSenderProbe", "accelerate_default", "owner_of", "quirks_of",
 ]  # fmt: skip
 
 # ``RSGI_BRIDGE_ACCELERATE=0`` (or false/no/off) turns every accelerator off, as ``accelerate=False``.
@@ -70,6 +70,16 @@ ChunkWriter = Callable[[Any, bytes], bool]
 DepartedCheck = Callable[[], bool]
 DepartedProbe = Callable[[Any], DepartedCheck | None]
 
+# Called once per websocket, when accepted, with its ``send``: a writer for that connection's messages,
+# or None if it cannot write for this ``send``. The writer takes one message, bytes (a binary frame)
+# or str (a text frame), writes the frame straight to the server's connection as its ``send`` would for
+# ``websocket.send``, and returns True; or False, having done nothing, when a guard fails (writes
+# paused, the client gone, the connection closing or closed): ``send`` then takes the message (and
+# waits for the drain, or raises). It raises only what that ``send`` would raise before writing (a
+# str that cannot be UTF-8 encoded). Synchronous: called inside the app's ``send_bytes``/``send_str``.
+WebsocketSender = Callable[[bytes | str], bool]
+WebsocketSenderProbe = Callable[[Any], WebsocketSender | None]
+
 
 @dataclass(frozen=True)
 class Quirks:
@@ -85,11 +95,18 @@ class Quirks:
     stream_chunk: ChunkWriter | None = None  # writes the chunks of a stream stream_start started
     departed: DepartedProbe | None = None  # tells from the server's state that the client left (no reader task)
     websocket_sends_raise: bool = False  # a websocket send raises once the client left: no watcher task needed
+    websocket_send: WebsocketSenderProbe | None = None  # writes an accepted websocket's frames in one step
 
     def without_accelerators(self) -> Quirks:
         """These quirks with every accelerator off (the workarounds stay)."""
         return replace(
-            self, plain=None, stream_start=None, stream_chunk=None, departed=None, websocket_sends_raise=False
+            self,
+            plain=None,
+            stream_start=None,
+            stream_chunk=None,
+            departed=None,
+            websocket_sends_raise=False,
+            websocket_send=None,
         )
 
 

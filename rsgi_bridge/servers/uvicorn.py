@@ -14,6 +14,17 @@ Accelerators (off with ``accelerate=False`` / ``RSGI_BRIDGE_ACCELERATE=0``):
   starting a task that watches ``receive()``.
 - Its websocket sends raise once the client left, so a session can read ``receive()`` directly,
   with no watcher task noticing the departure.
+- :func:`_websocket_sender`: on the websockets-sansio protocol (``--ws auto`` or ``websockets-sansio``),
+  an accepted websocket's message is framed by the connection's own websockets ``ServerProtocol``
+  and written to the transport, as uvicorn's ``send`` does for ``websocket.send``, without its
+  coroutine (and its wait on the writable event). Guards, once per protocol type: the class is
+  ``uvicorn.protocols.websockets.websockets_sansio_impl.WebSocketsSansIOProtocol`` whose own ``send``
+  uses only the names this module was written against (uvicorn 0.53-0.54). Once per connection:
+  ``send`` is that class's own bound ``send``. Per message: the handshake is complete and no close
+  was sent, nor an HTTP response started instead; the client is connected, writes are not paused,
+  and the websockets connection is open (its ``send_*`` does not raise ``InvalidState``). Any failed
+  guard: uvicorn's ``send`` takes the message (waits for the drain, or raises as it does for a
+  departed client).
 - :func:`write_plain`: on the httptools protocol's request cycle, a plain response (bytes, str or
   empty body) goes out in one ``transport.write`` (status line, uvicorn's default headers, the
   app's headers, content-length and body) instead of uvicorn's two, and the cycle is completed as
@@ -56,10 +67,38 @@ from dataclasses import replace
 from typing import Any
 
 from ..response import Response
-from . import ChunkWriter, DepartedCheck, DepartedProbe, PlainAccelerator, Quirks, StreamStarter, owner_of
+from . import (
+    ChunkWriter,
+    DepartedCheck,
+    DepartedProbe,
+    PlainAccelerator,
+    Quirks,
+    StreamStarter,
+    WebsocketSender,
+    WebsocketSenderProbe,
+    owner_of,
+)
 
 HTTP_QUIRKS = Quirks(max_status=599, body_after_response=False)
 WEBSOCKET_QUIRKS = Quirks(websocket_sends_raise=True)
+
+_SANSIO_MODULE = "uvicorn.protocols.websockets.websockets_sansio_impl"
+_SANSIO = "WebSocketsSansIOProtocol"
+# Every name the websockets-sansio protocol's ``send`` uses in the uvicorn versions _websocket_sender
+# was checked against (0.53.0 and 0.54.0, whose ``send`` is the same).
+_REVIEWED_WEBSOCKET_SEND_NAMES = frozenset(
+    {
+        "ClientDisconnected", "FORBIDDEN", "HTTPStatus", "Headers", "InvalidState", "Response",
+        "RuntimeError", "STATUS_PHRASES", "append", "call_later", "close", "close_sent",
+        "close_timeout", "close_timer", "conn", "data_to_send", "decode", "default_headers",
+        "disconnected", "email", "encode", "formatdate", "get", "get_client_addr",
+        "get_path_with_query_string", "handshake_complete", "headers", "info", "initial_response",
+        "is_closing", "join", "len", "list", "logger", "loop", "lower", "put_nowait", "queue",
+        "read_paused", "reject", "response", "resume_reading", "scope", "send_binary", "send_close",
+        "send_response", "send_text", "setdefault", "start_keepalive", "str", "transport", "update",
+        "utils", "wait", "writable", "write",
+    }
+)  # fmt: skip
 
 _HTTPTOOLS_MODULE = "uvicorn.protocols.http.httptools_impl"
 _CYCLE_MODULES = (_HTTPTOOLS_MODULE, "uvicorn.protocols.http.h11_impl")
@@ -305,6 +344,52 @@ def _probe_for(owner: type) -> DepartedProbe | None:
     return _departed
 
 
+def _websocket_sender(owner: type) -> WebsocketSenderProbe | None:
+    """For ``owner``'s instances, if it is the websockets-sansio protocol this was written against: the
+    probe that makes a connection's frame writer. Else None."""
+    if owner.__module__ != _SANSIO_MODULE or owner.__name__ != _SANSIO:
+        return None
+    send_function = owner.__dict__.get("send")  # its own, not inherited
+    code = getattr(send_function, "__code__", None)
+    if not isinstance(code, types.CodeType) or _code_names(code) != _REVIEWED_WEBSOCKET_SEND_NAMES:
+        return None
+    try:
+        from websockets.exceptions import InvalidState
+    except ImportError:
+        return None
+
+    def writer_for(send: Any) -> WebsocketSender | None:
+        """The frame writer of ``send``'s connection (once it is accepted), if ``send`` is that class's own."""
+        if getattr(send, "__func__", None) is not send_function:  # a partial, or a subclass overriding send
+            return None
+        ws = send.__self__
+        conn, writable, transport = ws.conn, ws.writable, ws.transport  # the connection's for its lifetime
+
+        def send_frame(data: bytes | str) -> bool:
+            """Frame and write ``data`` as uvicorn's send would; False (did nothing) if a guard fails."""
+            if (
+                not ws.handshake_complete
+                or ws.close_sent
+                or ws.disconnected
+                or ws.initial_response is not None
+                or not writable.is_set()
+            ):
+                return False
+            try:
+                if type(data) is bytes:
+                    conn.send_binary(data)
+                else:  # a str that cannot be encoded raises here, as in uvicorn's send, before anything changed
+                    conn.send_text(data.encode())  # type: ignore[union-attr]
+            except InvalidState:  # not open any more (closing): raised before any change; uvicorn's send raises
+                return False
+            transport.write(b"".join(conn.data_to_send()))
+            return True
+
+        return send_frame
+
+    return writer_for
+
+
 def quirks_for(owner: type) -> Quirks | None:
     """uvicorn's quirks for a ``send``/``receive`` bound to an ``owner`` object, or None if not uvicorn's."""
     module = owner.__module__
@@ -313,5 +398,5 @@ def quirks_for(owner: type) -> Quirks | None:
         plain, start, chunk = writers if writers is not None else (None, None, None)
         return replace(HTTP_QUIRKS, plain=plain, stream_start=start, stream_chunk=chunk, departed=_probe_for(owner))
     if module.startswith("uvicorn.protocols.websockets."):
-        return WEBSOCKET_QUIRKS
+        return replace(WEBSOCKET_QUIRKS, websocket_send=_websocket_sender(owner))
     return None
