@@ -117,6 +117,26 @@ def run_script(port: int, script: str, deflate: bool = False, timeout: float = 1
     return handshake, rest
 
 
+def handshake(port: int, path: str, timeout: float = 10.0) -> tuple[socket.socket, bytes]:
+    """A raw websocket connection to ``path``: the socket, and what came after the 101 response (with at
+    least one complete frame)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    got = b""
+    while b"\r\n\r\n" not in got or not server_frames(got.partition(b"\r\n\r\n")[2]):
+        data = s.recv(65536)
+        assert data, got
+        got += data
+    head, _, rest = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return s, rest
+
+
 def count(server: Server, what: str) -> str:
     return httpx.get(server.url + what, timeout=10).text
 
@@ -184,19 +204,12 @@ def test_the_default_websocket_protocol_is_accelerated() -> None:
 def test_a_client_that_stops_reading_holds_the_sender_back(accelerate: str) -> None:
     """64 MiB of frames to a client that reads nothing: the sends wait for the socket to drain (uvicorn's
     writable event) instead of piling the frames up in the server; the client leaving ends the
-    sends with ``ProtocolClosed``. With the accelerator, the frames it wrote plus those uvicorn's ``send``
-    took add up to what was sent."""
+    sends with ``ProtocolClosed``. With the accelerator, it wrote some of the frames (at most those sent:
+    the ones that found writes paused went through uvicorn's ``send``)."""
     with Server("uvicorn", APP, SANSIO, env={"RSGI_BRIDGE_ACCELERATE": accelerate}) as server:
-        s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        s, _ = handshake(server.port, "/ws/flood")
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-            s.sendall(
-                (
-                    f"GET /ws/flood HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    f"Sec-WebSocket-Key: {_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                ).encode()
-            )
-            assert s.recv(1024).startswith(b"HTTP/1.1 101 ")
             # the sends stop growing once the socket's buffers are full
             assert wait_for(lambda: int(count(server, "/_sent")) > 0, 10)
             last = -1
@@ -214,6 +227,23 @@ def test_a_client_that_stops_reading_holds_the_sender_back(accelerate: str) -> N
         assert int(count(server, "/_sent")) < FLOOD_FRAMES * len(FLOOD_FRAME)
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("how", ["fin", "rst"])
+@pytest.mark.parametrize("accelerate", ["1", "0"])
+def test_a_client_gone_without_a_close_frame(accelerate: str, how: str, loop: str) -> None:
+    """The client drops the TCP connection with no close frame (FIN, or RST): the websockets connection
+    still says open, only uvicorn's ``disconnected`` flag knows. The push loop's next send raises
+    ``ProtocolClosed``; it is not dropped silently (on ``--loop asyncio`` a write to a lost transport
+    is dropped without an error: nothing else would tell the app)."""
+    with Server("uvicorn", APP, [*SANSIO, "--loop", loop], env={"RSGI_BRIDGE_ACCELERATE": accelerate}) as server:
+        s, _ = handshake(server.port, "/ws/push")
+        if how == "rst":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        assert wait_for(lambda: count(server, "/_last") != "", 20)
+        assert count(server, "/_last") == ProtocolClosed.__name__
+
+
 @pytest.mark.parametrize("accelerate", ["1", "0"])
 def test_a_send_after_the_client_closed(accelerate: str) -> None:
     """The client's close frame arrives while the app sends at every loop turn: uvicorn has answered it and
@@ -221,25 +251,15 @@ def test_a_send_after_the_client_closed(accelerate: str) -> None:
     ``ProtocolClosed`` (the websockets connection is no longer open; uvicorn's ``send`` refuses it), not
     an exception of the websockets library."""
     with Server("uvicorn", APP, SANSIO, env={"RSGI_BRIDGE_ACCELERATE": accelerate}) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-            s.sendall(
-                (
-                    f"GET /ws/push HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    f"Sec-WebSocket-Key: {_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                ).encode()
-            )
-            got = b""
-            while b"\r\n\r\n" not in got or not server_frames(got.partition(b"\r\n\r\n")[2]):
-                data = s.recv(65536)
-                assert data, got
-                got += data
+        s, got = handshake(server.port, "/ws/push")
+        with s:
             s.sendall(frame(0x8, struct.pack("!H", 1000)))
             try:
                 while data := s.recv(65536):
                     got += data
             except ConnectionResetError:
                 pass
-        sent = server_frames(got.partition(b"\r\n\r\n")[2])
+        sent = server_frames(got)
         assert {(op, p) for _, op, p in sent[:-1]} == {(0x1, b"tick")}
         assert sent[-1][1] == 0x8  # uvicorn's answer to the close
         assert wait_for(lambda: count(server, "/_last") != "", 10)
@@ -248,7 +268,8 @@ def test_a_send_after_the_client_closed(accelerate: str) -> None:
 
 def test_a_uvicorn_with_another_websocket_send_is_not_accelerated() -> None:
     """In-process, on top: a protocol class named as uvicorn's whose ``send`` uses other names than the
-    reviewed ones gets no frame writer; uvicorn's own class gets one."""
+    reviewed ones, or whose ``connection_lost`` no longer keeps the flags the guards read, gets no frame
+    writer; uvicorn's own class, or one with its very methods, gets one."""
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
     from rsgi_bridge.servers import uvicorn as seam
@@ -261,8 +282,22 @@ def test_a_uvicorn_with_another_websocket_send_is_not_accelerated() -> None:
     class Inherits(WebSocketsSansIOProtocol):  # its send is not its own
         pass
 
-    for changed in (WritesTheFrameOnly, Inherits):
+    real = WebSocketsSansIOProtocol.__dict__
+
+    class ForgetsTheDeparture:  # uvicorn's send, but a connection_lost that no longer sets the flags
+        send, pause_writing, resume_writing = real["send"], real["pause_writing"], real["resume_writing"]
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.transport.close()  # type: ignore[attr-defined]
+
+    class SameMethods:  # the control: the reviewed methods themselves
+        send, pause_writing, resume_writing = real["send"], real["pause_writing"], real["resume_writing"]
+        connection_lost = real["connection_lost"]
+
+    for changed in (WritesTheFrameOnly, Inherits, ForgetsTheDeparture, SameMethods):
         changed.__module__, changed.__name__ = WebSocketsSansIOProtocol.__module__, WebSocketsSansIOProtocol.__name__
+    assert seam.quirks_for(SameMethods).websocket_send is not None  # type: ignore[union-attr]
+    for changed in (WritesTheFrameOnly, Inherits, ForgetsTheDeparture):
         quirks = seam.quirks_for(changed)
         assert quirks is not None and quirks.websocket_send is None, changed.__qualname__
     quirks = seam.quirks_for(WebSocketsSansIOProtocol)

@@ -75,8 +75,9 @@ DepartedProbe = Callable[[Any], DepartedCheck | None]
 # or str (a text frame), writes the frame straight to the server's connection as its ``send`` would for
 # ``websocket.send``, and returns True; or False, having done nothing, when a guard fails (writes
 # paused, the client gone, the connection closing or closed): ``send`` then takes the message (and
-# waits for the drain, or raises). It raises only what that ``send`` would raise before writing (a
-# str that cannot be UTF-8 encoded). Synchronous: called inside the app's ``send_bytes``/``send_str``.
+# waits for the drain, or raises). It raises only what that ``send`` would raise at the same point: a
+# str that cannot be UTF-8 encoded (before anything changed), the transport's write error (after the
+# frame left the server's protocol object). Synchronous: called inside the app's ``send_bytes``/``send_str``.
 WebsocketSender = Callable[[bytes | str], bool]
 WebsocketSenderProbe = Callable[[Any], WebsocketSender | None]
 

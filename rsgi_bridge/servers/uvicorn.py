@@ -14,17 +14,19 @@ Accelerators (off with ``accelerate=False`` / ``RSGI_BRIDGE_ACCELERATE=0``):
   starting a task that watches ``receive()``.
 - Its websocket sends raise once the client left, so a session can read ``receive()`` directly,
   with no watcher task noticing the departure.
-- :func:`_websocket_sender`: on the websockets-sansio protocol (``--ws auto`` or ``websockets-sansio``),
-  an accepted websocket's message is framed by the connection's own websockets ``ServerProtocol``
-  and written to the transport, as uvicorn's ``send`` does for ``websocket.send``, without its
-  coroutine (and its wait on the writable event). Guards, once per protocol type: the class is
+- :func:`_websocket_sender`: on the websockets-sansio protocol (``--ws websockets-sansio``, and
+  ``--ws auto`` where websockets is installed), an accepted websocket's message is framed by the
+  connection's own websockets ``ServerProtocol`` and written to the transport, as uvicorn's ``send``
+  does for ``websocket.send``, without its coroutine (and its wait on the writable event). Guards,
+  once per protocol type: the class is
   ``uvicorn.protocols.websockets.websockets_sansio_impl.WebSocketsSansIOProtocol`` whose own ``send``
-  uses only the names this module was written against (uvicorn 0.53-0.54). Once per connection:
-  ``send`` is that class's own bound ``send``. Per message: the handshake is complete and no close
-  was sent, nor an HTTP response started instead; the client is connected, writes are not paused,
-  and the websockets connection is open (its ``send_*`` does not raise ``InvalidState``). Any failed
-  guard: uvicorn's ``send`` takes the message (waits for the drain, or raises as it does for a
-  departed client).
+  uses only the names this module was written against (uvicorn 0.53-0.54), and whose
+  ``connection_lost``, ``pause_writing`` and ``resume_writing`` keep the flags the guards read. Once
+  per connection: ``send`` is that class's own bound ``send``. Per message: the handshake is complete
+  and no close was sent, nor an HTTP response started instead; the client is connected, writes are
+  not paused, and the websockets connection is open (its ``send_*`` does not raise
+  ``InvalidState``). Any failed guard: uvicorn's ``send`` takes the message (waits for the drain, or
+  raises as it does for a departed client).
 - :func:`write_plain`: on the httptools protocol's request cycle, a plain response (bytes, str or
   empty body) goes out in one ``transport.write`` (status line, uvicorn's default headers, the
   app's headers, content-length and body) instead of uvicorn's two, and the cycle is completed as
@@ -353,6 +355,16 @@ def _websocket_sender(owner: type) -> WebsocketSenderProbe | None:
     code = getattr(send_function, "__code__", None)
     if not isinstance(code, types.CodeType) or _code_names(code) != _REVIEWED_WEBSOCKET_SEND_NAMES:
         return None
+    # The guards' flags are kept by the protocol's callbacks: the connection lost sets ``disconnected``
+    # (and ``writable``), flow control clears and sets ``writable``.
+    for method, names in (
+        ("connection_lost", {"disconnected", "writable"}),
+        ("pause_writing", {"writable"}),
+        ("resume_writing", {"writable"}),
+    ):
+        callback = getattr(owner.__dict__.get(method), "__code__", None)
+        if not isinstance(callback, types.CodeType) or not names <= _code_names(callback):
+            return None
     try:
         from websockets.exceptions import InvalidState
     except ImportError:

@@ -59,7 +59,7 @@ SCRIPTS: dict[str, list[str | bytes]] = {
         "x" * 125,
         "y" * 126,
         b"",
-        b"\x00\xff" * 63,
+        b"\x00\xff" * 62 + b"\x00",  # 125 bytes
         bytes(126),
         bytes(range(256)) * 255 + bytes(255),  # 65535 bytes
         bytes(range(256)) * 256,  # 65536
