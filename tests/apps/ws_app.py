@@ -188,6 +188,7 @@ async def websocket(scope: Any, protocol: Any) -> None:
         transport = await protocol.accept()
         await _try("send_bytes-str", lambda: transport.send_bytes("text"))
         await _try("send_str-bytes", lambda: transport.send_str(b"bytes"))
+        await _try("send_str-surrogate", lambda: transport.send_str("\ud800"))  # cannot be UTF-8: nothing sent
         await _try("send_bytes-bytearray", lambda: transport.send_bytes(bytearray(b"ba")))
         await _try("send_bytes-memoryview", lambda: transport.send_bytes(memoryview(b"mv")))
         record("close", repr(protocol.close(1000)))
