@@ -9,7 +9,7 @@ difference divided by ``N`` is the cost of one request, start-up excluded.
 
     python benchmarks/instructions.py -w plain,echo --compare /tmp/before/rb_before
 
-``--socket`` counts a real server instead: uvicorn (httptools, uvloop, no access log) runs under
+``--socket`` counts a real server instead: uvicorn (httptools, or ``--http h11``; uvloop, no access log) runs under
 callgrind as a subprocess on 127.0.0.1 and a client in this process sends ``N`` (then ``2N``)
 requests over real sockets, keep-alive, spread over ``--connections``; the count covers the whole
 server (parsing, the socket writes, the event loop's turns) but not the kernel. It also knows the
@@ -129,7 +129,13 @@ async def _ws_client(port: int, path: str, n: int, connections: int) -> None:
 
 
 def count_socket(
-    app_name: str, workload: str, n: int, compare: str, connections: int, env_extra: dict[str, str]
+    app_name: str,
+    workload: str,
+    n: int,
+    compare: str,
+    connections: int,
+    env_extra: dict[str, str],
+    http: str = "httptools",
 ) -> int:
     """Instructions callgrind counts for a uvicorn process serving ``n`` requests of ``workload`` over sockets."""
     target = {"native": "apps:asgi_app", "bridged": "apps:bridged_app"}.get(app_name, "apps:compare_app")
@@ -144,7 +150,7 @@ def count_socket(
         if compare:
             env["RSGI_BENCH_COMPARE"] = compare
         argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--log-file={log}", sys.executable]
-        argv += ["-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port), "--http", "httptools"]
+        argv += ["-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port), "--http", http]
         argv += ["--loop", "uvloop", "--no-access-log", "--log-level", "warning"]
         proc = subprocess.Popen(argv, cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -183,6 +189,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--socket", action="store_true", help="count a real uvicorn server over real sockets")
     p.add_argument("--connections", type=int, default=8, help="--socket: client connections (default 8)")
     p.add_argument("--generic", action="store_true", help="--socket: also the bridge with its accelerators off")
+    p.add_argument("--http", default="httptools", choices=("httptools", "h11"), help="--socket: uvicorn's protocol")
     p.add_argument("--serve", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
@@ -201,7 +208,9 @@ def main(argv: list[str]) -> int:
         n = args.number
         for _column, app_name, where, env in variants:
             if args.socket:
-                a, b = (count_socket(app_name, workload, k, where, args.connections, env) for k in (n, 2 * n))
+                a, b = (
+                    count_socket(app_name, workload, k, where, args.connections, env, args.http) for k in (n, 2 * n)
+                )
             else:
                 a, b = count(app_name, workload, n, where), count(app_name, workload, 2 * n, where)
             row.append((b - a) / n)

@@ -28,6 +28,7 @@ from tests.servers import Server, wait_for
 
 APP = "tests.apps.accel_app:asgi"
 HTTPTOOLS = ["--http", "httptools"]
+H11 = ["--http", "h11"]
 # What the accelerator leaves to uvicorn's own send (its guards).
 NOT_ACCELERATED = {"no-content", "not-modified", "connection-close", "connection-keep", "chunked"}
 STREAMS_NOT_ACCELERATED = {"no-content", "not-modified", "connection-close", "app-chunked"}
@@ -42,6 +43,23 @@ def servers() -> Iterator[tuple[Server, Server]]:
         Server("uvicorn", APP, HTTPTOOLS, env={"RSGI_BRIDGE_ACCELERATE": "0"}) as generic,
     ):
         yield fast, generic
+
+
+@pytest.fixture(scope="module")
+def h11_servers() -> Iterator[tuple[Server, Server]]:
+    with (
+        Server("uvicorn", APP, H11, env={"RSGI_BRIDGE_ACCELERATE": "1"}) as fast,
+        Server("uvicorn", APP, H11, env={"RSGI_BRIDGE_ACCELERATE": "0"}) as generic,
+    ):
+        yield fast, generic
+
+
+@pytest.fixture(params=["httptools", "h11"])
+def plain_servers(
+    request: pytest.FixtureRequest, servers: tuple[Server, Server], h11_servers: tuple[Server, Server]
+) -> tuple[Server, Server]:
+    """The servers of either protocol: the plain-response accelerator exists for both."""
+    return servers if request.param == "httptools" else h11_servers
 
 
 def request(method: str, path: str, version: str = "1.1", close: bool = False, body: bytes = b"") -> bytes:
@@ -153,18 +171,47 @@ def test_each_response_on_a_kept_alive_connection(servers: tuple[Server, Server]
         assert chunks(fast) - chunks_before == 2 * FILE_PIECES[name]
 
 
+@pytest.mark.parametrize("name", sorted(RESPONSES))
+def test_each_plain_response_on_h11(h11_servers: tuple[Server, Server], name: str) -> None:
+    """On uvicorn's h11 protocol, the plain-response accelerator's single write carries the bytes uvicorn's
+    own send writes in two (h11's own events, made by the cycle's connection)."""
+    fast, generic = h11_servers
+    before = accelerated(fast)
+    got = same_bytes(fast, generic, lambda port: one_by_one(port, twice("/r/" + name, name)))
+    assert got.startswith(b"HTTP/1.1 %d " % RESPONSES[name][1])
+    assert accelerated(fast) - before == (0 if name in NOT_ACCELERATED else 2)
+    assert accelerated(generic) == 0
+
+
+def closes_after_response(port: int, raw: bytes, within: float = 2.0) -> bool:
+    """Whether the server closes the connection within ``within`` seconds of ``raw`` (its keep-alive timeout is 5 s)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=within) as s:
+        s.sendall(raw)
+        try:
+            while s.recv(65536):
+                pass
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            pass
+    return True
+
+
 @pytest.mark.parametrize("name", ["hello", "empty", "big", "own-length", "599", "no-content"])
-def test_connection_close_and_http_1_0(servers: tuple[Server, Server], name: str) -> None:
-    fast, generic = servers
+def test_connection_close_and_http_1_0(plain_servers: tuple[Server, Server], name: str) -> None:
+    fast, generic = plain_servers
     path = f"/r/{name}"
     same_bytes(fast, generic, lambda port: raw_exchange(port, request("GET", path, close=True)))
     same_bytes(fast, generic, lambda port: raw_exchange(port, request("GET", path, version="1.0")))
+    for server in (fast, generic):  # and the connection closes once the response is out
+        assert closes_after_response(server.port, request("GET", path, close=True))
+        assert closes_after_response(server.port, request("GET", path, version="1.0"))
     keep = b"GET " + path.encode() + b" HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"
     same_bytes(fast, generic, lambda port: one_by_one(port, [(keep, False)]))
 
 
-def test_head_requests(servers: tuple[Server, Server]) -> None:
-    fast, generic = servers
+def test_head_requests(plain_servers: tuple[Server, Server]) -> None:
+    fast, generic = plain_servers
     before = accelerated(fast)
     got = same_bytes(
         fast,
@@ -183,8 +230,8 @@ def test_head_requests(servers: tuple[Server, Server]) -> None:
     assert accelerated(fast) - before == 0  # HEAD goes through uvicorn's send; the last request closes
 
 
-def test_pipelined_requests(servers: tuple[Server, Server]) -> None:
-    fast, generic = servers
+def test_pipelined_requests(plain_servers: tuple[Server, Server]) -> None:
+    fast, generic = plain_servers
     before = accelerated(fast)
     burst = (
         request("GET", "/r/hello")
@@ -199,8 +246,8 @@ def test_pipelined_requests(servers: tuple[Server, Server]) -> None:
     assert accelerated(fast) - before == 5
 
 
-def test_post_echo_sizes(servers: tuple[Server, Server]) -> None:
-    fast, generic = servers
+def test_post_echo_sizes(plain_servers: tuple[Server, Server]) -> None:
+    fast, generic = plain_servers
     for size in (1, 10240, 300_000):
         body = bytes(range(256)) * (size // 256) + b"y" * (size % 256)
         got = same_bytes(
@@ -214,10 +261,10 @@ def test_post_echo_sizes(servers: tuple[Server, Server]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("extra", "why"), [(["--access-log"], "access log on"), (["--http", "h11"], "h11 protocol")]
+    ("extra", "why"), [(["--access-log"], "access log on"), (["--access-log", *H11], "access log on, h11")]
 )
 def test_guards_leave_it_to_uvicorn(extra: list[str], why: str) -> None:
-    """With the access log on, or on the h11 protocol, the accelerator stands aside (and the bytes still match)."""
+    """With the access log on the accelerator stands aside, on either protocol (and the bytes still match)."""
     with (
         Server("uvicorn", APP, [*HTTPTOOLS, *extra], env={"RSGI_BRIDGE_ACCELERATE": "1"}) as fast,
         Server("uvicorn", APP, [*HTTPTOOLS, *extra], env={"RSGI_BRIDGE_ACCELERATE": "0"}) as generic,
@@ -353,6 +400,29 @@ def test_a_send_that_does_less_is_not_accelerated() -> None:
         changed.__module__, changed.__name__ = RequestResponseCycle.__module__, RequestResponseCycle.__name__
         quirks = seam.quirks_for(changed)
         assert quirks is not None and quirks.plain is None, changed.__qualname__
+
+
+def test_an_h11_cycle_with_another_send_is_not_accelerated() -> None:
+    """In-process, on top: a cycle class named as uvicorn's h11 one whose ``send`` uses other names than the
+    reviewed ones gets no plain-response accelerator; uvicorn's own class gets one (and no stream writers)."""
+    from uvicorn.protocols.http.h11_impl import RequestResponseCycle
+
+    from rsgi_bridge.servers import uvicorn as seam
+
+    class WritesTheBodyOnly:
+        async def send(self, message: dict[str, bytes]) -> None:
+            self.transport.write(self.conn.send(message.get("body", b"")))  # type: ignore[attr-defined]
+
+    class Inherits(RequestResponseCycle):  # its send is not its own
+        pass
+
+    for changed in (WritesTheBodyOnly, Inherits):
+        changed.__module__, changed.__name__ = RequestResponseCycle.__module__, RequestResponseCycle.__name__
+        quirks = seam.quirks_for(changed)
+        assert quirks is not None and quirks.plain is None, changed.__qualname__
+    quirks = seam.quirks_for(RequestResponseCycle)
+    assert quirks is not None and quirks.plain is not None
+    assert quirks.stream_start is None and quirks.stream_chunk is None and quirks.departed is not None
 
 
 def test_the_switch_reaches_websockets() -> None:

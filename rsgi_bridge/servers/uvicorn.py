@@ -103,7 +103,8 @@ _REVIEWED_WEBSOCKET_SEND_NAMES = frozenset(
 )  # fmt: skip
 
 _HTTPTOOLS_MODULE = "uvicorn.protocols.http.httptools_impl"
-_CYCLE_MODULES = (_HTTPTOOLS_MODULE, "uvicorn.protocols.http.h11_impl")
+_H11_MODULE = "uvicorn.protocols.http.h11_impl"
+_CYCLE_MODULES = (_HTTPTOOLS_MODULE, _H11_MODULE)
 _CYCLE = "RequestResponseCycle"
 
 # Every name the httptools cycle's ``send`` (with its nested code) uses in the uvicorn versions
@@ -119,6 +120,17 @@ _REVIEWED_SEND_NAMES = frozenset(
         "get_path_with_query_string", "info", "int", "join", "keep_alive", "len", "list", "lower",
         "message_event", "on_response", "response_complete", "response_started", "scope", "search",
         "set", "split", "strip", "transport", "waiting_for_100_continue", "write", "write_paused",
+    }
+)  # fmt: skip
+# Every name the h11 cycle's ``send`` uses in the uvicorn versions _h11_plain was checked against (0.53.0
+# and 0.54.0, whose ``send`` is the same).
+_REVIEWED_H11_SEND_NAMES = frozenset(
+    {
+        "CLOSE_HEADER", "ConnectionClosed", "Data", "EndOfMessage", "MUST_CLOSE", "Response", "RuntimeError",
+        "STATUS_PHRASES", "access_log", "access_logger", "close", "conn", "default_headers", "disconnected",
+        "drain", "flow", "get", "get_client_addr", "get_path_with_query_string", "h11", "info", "keep_alive",
+        "list", "message_event", "on_response", "our_state", "response_complete", "response_started", "scope",
+        "send", "set", "transport", "waiting_for_100_continue", "write", "write_paused",
     }
 )  # fmt: skip
 # Header names whose presence changes how uvicorn frames or ends the response.
@@ -222,14 +234,6 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter, ChunkWriter]
             return None
         return status_line[status] + first + block
 
-    def body_left(cycle: Any, unread: Any) -> bool:
-        """Whether the app may still read a request body, which uvicorn would drop once the response is
-        complete: ``unread`` (the receive the bridge reads the body from) is not the cycle's own, or the
-        cycle holds or awaits one."""
-        if getattr(unread, "__func__", None) is not receive_function or unread.__self__ is not cycle:
-            return True  # a middleware's receive (one that replays a body it read, say): the cycle cannot tell
-        return bool(cycle.more_body or cycle.body)
-
     def write_plain(send: Any, response: Response, unread: Any) -> bool:
         """Write ``response`` on ``send``'s cycle in one step as uvicorn would; False (did nothing) if a guard fails."""
         try:
@@ -237,7 +241,7 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter, ChunkWriter]
             if head is None:
                 return False
             cycle = send.__self__
-            if unread is not None and body_left(cycle, unread):
+            if unread is not None and _body_left(cycle, unread, receive_function):
                 return False
             body = response.body
             length = response.head.length
@@ -308,6 +312,103 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter, ChunkWriter]
         return True
 
     return write_plain, start_stream, write_chunk
+
+
+def _body_left(cycle: Any, unread: Any, receive_function: Any) -> bool:
+    """Whether the app may still read a request body, which uvicorn would drop once the response is complete:
+    ``unread`` (the receive the bridge reads the body from) is not the cycle's own (``receive_function``
+    bound to ``cycle``), or the cycle holds or awaits one."""
+    if getattr(unread, "__func__", None) is not receive_function or unread.__self__ is not cycle:
+        return True  # a middleware's receive (one that replays a body it read, say): the cycle cannot tell
+    return bool(cycle.more_body or cycle.body)
+
+
+def _h11_plain(owner: type) -> PlainAccelerator | None:
+    """write_plain for the request cycles of uvicorn's h11 protocol if its guards accept the type, else None.
+
+    The response's three h11 events (``Response``, ``Data``, ``EndOfMessage``) are made by the cycle's
+    own ``h11.Connection``, as uvicorn's ``send`` makes them, and their bytes go out in one
+    ``transport.write`` instead of two; the cycle is then completed as uvicorn's ``send`` completes it."""
+    if owner.__module__ != _H11_MODULE or owner.__name__ != _CYCLE:
+        return None
+    module = sys.modules.get(_H11_MODULE)
+    send_function = owner.__dict__.get("send")  # its own, not inherited
+    code = getattr(send_function, "__code__", None)
+    if module is None or not isinstance(code, types.CodeType) or _code_names(code) != _REVIEWED_H11_SEND_NAMES:
+        return None
+    receive_function = owner.__dict__.get("receive")
+    receive_code = getattr(receive_function, "__code__", None)
+    if not isinstance(receive_code, types.CodeType) or not {"body", "more_body"} <= _code_names(receive_code):
+        return None  # the request body is not where this looks for it
+    h11: Any = getattr(module, "h11", None)
+    phrases, close_header = getattr(module, "STATUS_PHRASES", None), getattr(module, "CLOSE_HEADER", None)
+    if not isinstance(phrases, dict) or not isinstance(close_header, tuple):
+        return None
+    try:
+        make_response, make_data, end, closed, must_close = (
+            h11.Response, h11.Data, h11.EndOfMessage, h11.ConnectionClosed, h11.MUST_CLOSE
+        )  # fmt: skip
+    except AttributeError:
+        return None
+
+    def write_plain_h11(send: Any, response: Response, unread: Any) -> bool:
+        """Write ``response`` on ``send``'s cycle in one write as uvicorn would; False (did nothing) if a guard
+        fails."""
+        try:
+            if send.__func__ is not send_function:  # a partial, or a subclass overriding send
+                return False
+            cycle = send.__self__
+            if (
+                cycle.response_started
+                or cycle.disconnected
+                or cycle.access_log
+                or not cycle.keep_alive
+                or cycle.flow.write_paused
+            ):
+                return False
+            status = response.status
+            if cycle.transport.is_closing() or status in _BODILESS or not 200 <= status <= 599:
+                return False
+            scope = cycle.scope
+            if scope["method"] == "HEAD" or response.head.chunked or close_header in scope["headers"]:
+                return False  # (a request's Connection: close: uvicorn's send adds it to the response)
+            if unread is not None and _body_left(cycle, unread, receive_function):
+                return False
+            defaults = cycle.default_headers
+            for name, _ in defaults:
+                if type(name) is not bytes or name.lower() in _FRAMING:
+                    return False  # not what uvicorn's send expects, or it frames the response: its send handles it
+            for name, _ in response.head.headers:  # (checked by the bridge: lower-case bytes)
+                if name == b"connection" or name == b"transfer-encoding":
+                    return False
+            headers = defaults + list(response.head.headers)
+            body = response.body
+            length = response.head.length
+            if length is None:
+                headers.append((b"content-length", b"%d" % len(body)))
+            elif length != len(body):
+                return False
+            # h11 checks the head here, changing nothing yet
+            event = make_response(status_code=status, headers=headers, reason=phrases[status])
+        except Exception:  # not the cycle it was written against, or h11 refuses the head: uvicorn's send runs
+            return False
+        # The cycle's state as uvicorn's send leaves it after the start and the last body message.
+        conn = cycle.conn
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        head = conn.send(event)
+        data = conn.send(make_data(data=body))
+        cycle.response_complete = True
+        cycle.message_event.set()
+        tail = conn.send(end())
+        cycle.transport.write(b"".join((head, data, tail)))
+        if conn.our_state is must_close or not cycle.keep_alive:
+            conn.send(closed())
+            cycle.transport.close()
+        cycle.on_response()
+        return True
+
+    return write_plain_h11
 
 
 def _app_block(headers: tuple[tuple[bytes, bytes], ...]) -> bytes | None:
@@ -407,7 +508,7 @@ def quirks_for(owner: type) -> Quirks | None:
     module = owner.__module__
     if module.startswith("uvicorn.protocols.http."):
         writers = _writers(owner)
-        plain, start, chunk = writers if writers is not None else (None, None, None)
+        plain, start, chunk = writers if writers is not None else (_h11_plain(owner), None, None)
         return replace(HTTP_QUIRKS, plain=plain, stream_start=start, stream_chunk=chunk, departed=_probe_for(owner))
     if module.startswith("uvicorn.protocols.websockets."):
         return replace(WEBSOCKET_QUIRKS, websocket_send=_websocket_sender(owner))

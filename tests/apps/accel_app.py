@@ -12,10 +12,10 @@ accelerators.
 - ``/read-after`` answers, then reads the request body, which ``/_last-read`` then answers.
 - ``replaying``: the same behind a middleware that reads the body and replays it; ``failing_writes``:
   the same with the socket's writes failing under ``/fail/`` (what reaches the app: ``/_last-read``).
-- ``/_accelerated``, ``/_streams`` and ``/_chunks``: how many plain responses, stream (and file) starts
-  and their chunks so far went out
-  through the accelerators of ``rsgi_bridge/servers/uvicorn.py`` (counted here, around the bridge's
-  own writers, so a test can tell the accelerated path actually ran).
+- ``/_accelerated``, ``/_streams`` and ``/_chunks``: how many plain responses (on httptools or h11),
+  stream (and file) starts and their chunks so far went out through the accelerators of
+  ``rsgi_bridge/servers/uvicorn.py`` (counted here, around the bridge's own writers, so a test can
+  tell the accelerated path actually ran).
 
 ``RSGI_BRIDGE_ACCELERATE=0`` in the environment turns the accelerators off."""
 
@@ -62,6 +62,23 @@ def _counting_writers(owner: type) -> Any:
 
 
 uvicorn_seam._writers = _counting_writers  # type: ignore[assignment]
+_make_h11_plain = uvicorn_seam._h11_plain
+
+
+def _counting_h11_plain(owner: type) -> Any:
+    write_plain = _make_h11_plain(owner)
+    if write_plain is None:
+        return None
+
+    def plain(*args: Any) -> bool:
+        done = write_plain(*args)
+        COUNT[0] += done
+        return done
+
+    return plain
+
+
+uvicorn_seam._h11_plain = _counting_h11_plain  # type: ignore[assignment]
 
 BIG = bytes(range(256)) * 4096  # 1 MiB
 
