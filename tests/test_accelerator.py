@@ -587,6 +587,27 @@ def test_a_failing_socket_write_never_reaches_the_app(accelerate: str, path: str
         assert "Exception in ASGI application" not in server.output()
 
 
+@pytest.mark.parametrize("accelerate", ["1", "0"])
+def test_a_failing_socket_write_on_h11(accelerate: str) -> None:
+    """On h11 too: nothing reaches the app, and the connection whose write failed is closed, as uvicorn closes
+    a response its app left incomplete (not left open past the 5 s keep-alive: the cycle is not marked
+    complete before the write)."""
+    app = "tests.apps.accel_app:failing_writes"
+    with Server("uvicorn", app, H11, env={"RSGI_BRIDGE_ACCELERATE": accelerate}) as server:
+        assert closes_after_response(server.port, request("GET", "/fail/plain"), within=7.0)
+        assert wait_for(lambda: last_read(server) == "nothing reached the app", 5), last_read(server)
+        assert parse(raw_exchange(server.port, request("GET", "/r/hello", close=True))).body == b"Hello, world!"
+
+
+@pytest.mark.parametrize("accelerate", ["1", "0"])
+def test_a_connect_answered_200_on_h11(accelerate: str) -> None:
+    """CONNECT answered 200: h11 switches protocol at the head and refuses a body after it, so uvicorn's send
+    writes the head and then fails; the accelerator leaves CONNECT to it, and the client gets that head."""
+    with Server("uvicorn", "tests.apps.ok_app:asgi", H11, env={"RSGI_BRIDGE_ACCELERATE": accelerate}) as server:
+        got = raw_exchange(server.port, b"CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n", timeout=2.0)
+        assert got.startswith(b"HTTP/1.1 200 OK\r\n"), got
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))

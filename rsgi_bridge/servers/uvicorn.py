@@ -33,7 +33,13 @@ Accelerators (off with ``accelerate=False`` / ``RSGI_BRIDGE_ACCELERATE=0``):
   uvicorn's own ``send`` completes it, at once: inside the app's ``response_*`` call, as Granian
   sends a response when it is set. The bytes on the wire are the ones uvicorn writes for the
   same two messages (``tests/test_accelerator.py`` compares them).
-- start_stream: on the same cycle, a stream's start (status line, headers, and
+- :func:`_h11_plain`: the same for a plain response on the h11 protocol's request cycle: the response's
+  h11 events are made by the cycle's own ``h11.Connection``, as uvicorn's ``send`` makes them, and
+  their bytes go out in one ``transport.write``; the cycle is completed as that ``send`` completes it.
+  Same guards, checked against ``uvicorn.protocols.http.h11_impl.RequestResponseCycle``, plus: the
+  request carries no ``Connection: close`` (uvicorn's ``send`` adds it to the response). No stream or
+  file writers on h11.
+- start_stream: on the httptools cycle, a stream's start (status line, headers, and
   ``transfer-encoding: chunked`` unless the app gave a content-length) is written inside
   ``response_stream``, as Granian sends it, with the cycle's framing state set as uvicorn's ``send``
   sets it for ``http.response.start``. No delivery needs scheduling for the app's next suspension.
@@ -219,7 +225,8 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter, ChunkWriter]
         status = response.status
         if cycle.transport.is_closing() or status in _BODILESS or not 200 <= status <= 599:
             return None
-        if cycle.scope["method"] == "HEAD" or response.head.chunked:
+        method = cycle.scope["method"]
+        if method == "HEAD" or method == "CONNECT" or response.head.chunked:
             return None
         headers = response.head.headers
         block = _BLOCKS.get(headers, _UNKNOWN)
@@ -370,8 +377,11 @@ def _h11_plain(owner: type) -> PlainAccelerator | None:
             if cycle.transport.is_closing() or status in _BODILESS or not 200 <= status <= 599:
                 return False
             scope = cycle.scope
-            if scope["method"] == "HEAD" or response.head.chunked or close_header in scope["headers"]:
-                return False  # (a request's Connection: close: uvicorn's send adds it to the response)
+            method = scope["method"]
+            if method == "HEAD" or method == "CONNECT" or response.head.chunked or close_header in scope["headers"]:
+                # (a request's Connection: close: uvicorn's send adds it to the response; a CONNECT's 2xx
+                # switches h11's protocol at the head, after which it refuses the body)
+                return False
             if unread is not None and _body_left(cycle, unread, receive_function):
                 return False
             defaults = cycle.default_headers
@@ -398,10 +408,12 @@ def _h11_plain(owner: type) -> PlainAccelerator | None:
         cycle.waiting_for_100_continue = False
         head = conn.send(event)
         data = conn.send(make_data(data=body))
+        tail = conn.send(end())
+        # Complete only once written: should the write raise, uvicorn's run_asgi closes the connection of a
+        # response left incomplete, as after its own send's failed write.
+        cycle.transport.write(b"".join((head, data, tail)))
         cycle.response_complete = True
         cycle.message_event.set()
-        tail = conn.send(end())
-        cycle.transport.write(b"".join((head, data, tail)))
         if conn.our_state is must_close or not cycle.keep_alive:
             conn.send(closed())
             cycle.transport.close()
