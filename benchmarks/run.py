@@ -80,14 +80,18 @@ SERVERS = {
         "bridge-hypercorn", "RSGI via rsgi-bridge / hypercorn", "hypercorn", "apps:bridged_app",
         base="asgi-hypercorn", extra=True,
     ),
-    # uvicorn's pure-Python h11 protocol (its default where httptools is not installed): only the
-    # departed-client check applies there, none of the write accelerators.
+    # uvicorn's pure-Python h11 protocol (its default where httptools is not installed): the plain-response
+    # accelerator and the departed-client check apply there, not the stream and file writers.
     "asgi-h11": ServerSpec(
         "asgi-h11", "native ASGI / uvicorn h11", "uvicorn", "apps:asgi_app", options=("--http", "h11"), extra=True
     ),
     "bridge-h11": ServerSpec(
         "bridge-h11", "RSGI via rsgi-bridge / uvicorn h11", "uvicorn", "apps:bridged_app",
         options=("--http", "h11"), base="asgi-h11", extra=True,
+    ),
+    "bridge-h11-generic": ServerSpec(
+        "bridge-h11-generic", "rsgi-bridge, accelerators off / uvicorn h11", "uvicorn", "apps:bridged_app",
+        options=("--http", "h11"), env=(("RSGI_BRIDGE_ACCELERATE", "0"),), base="asgi-h11", extra=True,
     ),
     # Peers: the same Emmett55 app through its own ASGI interface, and as RSGI through the bridge.
     # (Emmett's App.__call__ is not an ``async def``: uvicorn would take it for ASGI 2 without --interface.)

@@ -337,12 +337,13 @@ def test_the_option_and_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     [["--header", "X-Custom:1", "--header", "Server:mine"], ["--no-server-header", "--no-date-header"]],
     ids=["custom-default-headers", "no-server-no-date"],
 )
-def test_uvicorn_default_header_options(extra: list[str]) -> None:
+@pytest.mark.parametrize("http", [HTTPTOOLS, H11], ids=["httptools", "h11"])
+def test_uvicorn_default_header_options(extra: list[str], http: list[str]) -> None:
     """uvicorn's own default headers (``--header``, ``--no-server-header``, ``--no-date-header``) come out
     as uvicorn writes them, through the accelerator."""
     with (
-        Server("uvicorn", APP, [*HTTPTOOLS, *extra], env={"RSGI_BRIDGE_ACCELERATE": "1"}) as fast,
-        Server("uvicorn", APP, [*HTTPTOOLS, *extra], env={"RSGI_BRIDGE_ACCELERATE": "0"}) as generic,
+        Server("uvicorn", APP, [*http, *extra], env={"RSGI_BRIDGE_ACCELERATE": "1"}) as fast,
+        Server("uvicorn", APP, [*http, *extra], env={"RSGI_BRIDGE_ACCELERATE": "0"}) as generic,
     ):
         got = same_bytes(
             fast,
@@ -358,10 +359,10 @@ def test_uvicorn_default_header_options(extra: list[str]) -> None:
             assert b"\r\nserver:" not in got and b"\r\ndate:" not in got
 
 
-def test_date_header_stays_current(servers: tuple[Server, Server]) -> None:
+def test_date_header_stays_current(plain_servers: tuple[Server, Server]) -> None:
     """The accelerator's cached block of uvicorn's default headers follows uvicorn's date (the byte
     comparisons above blank the date's value, so they cannot see a stale one)."""
-    fast, _ = servers
+    fast, _ = plain_servers
     before = accelerated(fast)
     with socket.create_connection(("127.0.0.1", fast.port), timeout=10) as s:
         dates = []
@@ -485,10 +486,10 @@ def test_a_response_leaves_when_set_as_on_granian(servers: tuple[Server, Server]
 
 
 @pytest.mark.parametrize("body", [b"", b"the request body"])
-def test_the_body_read_after_a_plain_response(servers: tuple[Server, Server], body: bytes) -> None:
+def test_the_body_read_after_a_plain_response(plain_servers: tuple[Server, Server], body: bytes) -> None:
     """An app that responds, then reads its body, gets it (b"" for none), as on Granian: the accelerator
     writes while the app runs only when uvicorn holds no body, else the generic path keeps it first."""
-    fast, generic = servers
+    fast, generic = plain_servers
     before = accelerated(fast)
     method = "POST" if body else "GET"
     requests = [(request(method, "/read-after", body=body), False), (request("GET", "/_last-read", close=True), False)]
@@ -543,10 +544,11 @@ def last_read(server: Server) -> str:
 
 
 @pytest.mark.parametrize("accelerate", ["1", "0"])
-def test_a_body_arriving_after_the_headers_is_read_after_responding(accelerate: str) -> None:
+@pytest.mark.parametrize("http", [HTTPTOOLS, H11], ids=["httptools", "h11"])
+def test_a_body_arriving_after_the_headers_is_read_after_responding(accelerate: str, http: list[str]) -> None:
     """uvicorn has the headers, not yet the body, when the app responds: the response must not complete
     uvicorn's cycle before the body is in (uvicorn would drop it), so the app still reads it."""
-    with Server("uvicorn", APP, HTTPTOOLS, env={"RSGI_BRIDGE_ACCELERATE": accelerate}) as server:
+    with Server("uvicorn", APP, http, env={"RSGI_BRIDGE_ACCELERATE": accelerate}) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
             s.sendall(b"POST /read-after HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
             time.sleep(0.3)
@@ -561,11 +563,12 @@ def test_a_body_arriving_after_the_headers_is_read_after_responding(accelerate: 
 
 
 @pytest.mark.parametrize("accelerate", ["1", "0"])
-def test_a_body_replayed_by_a_middleware_is_read_after_responding(accelerate: str) -> None:
+@pytest.mark.parametrize("http", [HTTPTOOLS, H11], ids=["httptools", "h11"])
+def test_a_body_replayed_by_a_middleware_is_read_after_responding(accelerate: str, http: list[str]) -> None:
     """A middleware read the body from uvicorn and replays it: uvicorn's cycle holds none, but the app's
     body is still to be read (from the middleware's receive), so the accelerator must not mark it empty."""
     app = "tests.apps.accel_app:replaying"
-    with Server("uvicorn", app, HTTPTOOLS, env={"RSGI_BRIDGE_ACCELERATE": accelerate}) as server:
+    with Server("uvicorn", app, http, env={"RSGI_BRIDGE_ACCELERATE": accelerate}) as server:
         got = parse(one_by_one(server.port, [(request("POST", "/read-after", body=b"hello"), False)]))
         assert got.body == b"answered first"
         assert wait_for(lambda: last_read(server) != "nothing read", 5)
