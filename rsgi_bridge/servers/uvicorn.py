@@ -210,20 +210,11 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter, ChunkWriter]
         """The head of ``response`` (status line, uvicorn's default headers, the app's) as uvicorn's send writes
         it, if the guards common to plain responses and streams pass (the cycle is then ``send.__self__``);
         else None. Changes nothing."""
-        if send.__func__ is not send_function:  # a partial, or a subclass overriding send
-            return None
-        cycle = send.__self__
-        if (
-            cycle.response_started
-            or cycle.disconnected
-            or cycle.access_log
-            or not cycle.keep_alive
-            or cycle.flow.write_paused
-            or cycle.chunked_encoding is not None
-        ):
+        cycle = _ready_cycle(send, send_function)
+        if cycle is None or cycle.chunked_encoding is not None:
             return None
         status = response.status
-        if cycle.transport.is_closing() or status in _BODILESS or not 200 <= status <= 599:
+        if status in _BODILESS or not 200 <= status <= 599:
             return None
         method = cycle.scope["method"]
         if method == "HEAD" or method == "CONNECT" or response.head.chunked:
@@ -321,6 +312,26 @@ def _writers(owner: type) -> tuple[PlainAccelerator, StreamStarter, ChunkWriter]
     return write_plain, start_stream, write_chunk
 
 
+def _ready_cycle(send: Any, send_function: Any) -> Any:
+    """The request cycle behind ``send`` if ``send`` is ``send_function`` bound to it (not a partial, nor a
+    subclass overriding it) and the cycle can take a whole response now: not started, the client connected,
+    the access log off (uvicorn logs from its send), the connection kept alive, writes not paused, the
+    transport open. Else None. Changes nothing."""
+    if getattr(send, "__func__", None) is not send_function:
+        return None
+    cycle = send.__self__
+    if (
+        cycle.response_started
+        or cycle.disconnected
+        or cycle.access_log
+        or not cycle.keep_alive
+        or cycle.flow.write_paused
+        or cycle.transport.is_closing()
+    ):
+        return None
+    return cycle
+
+
 def _body_left(cycle: Any, unread: Any, receive_function: Any) -> bool:
     """Whether the app may still read a request body, which uvicorn would drop once the response is complete:
     ``unread`` (the receive the bridge reads the body from) is not the cycle's own (``receive_function``
@@ -362,19 +373,11 @@ def _h11_plain(owner: type) -> PlainAccelerator | None:
         """Write ``response`` on ``send``'s cycle in one write as uvicorn would; False (did nothing) if a guard
         fails."""
         try:
-            if send.__func__ is not send_function:  # a partial, or a subclass overriding send
-                return False
-            cycle = send.__self__
-            if (
-                cycle.response_started
-                or cycle.disconnected
-                or cycle.access_log
-                or not cycle.keep_alive
-                or cycle.flow.write_paused
-            ):
+            cycle = _ready_cycle(send, send_function)
+            if cycle is None:
                 return False
             status = response.status
-            if cycle.transport.is_closing() or status in _BODILESS or not 200 <= status <= 599:
+            if status in _BODILESS or not 200 <= status <= 599:
                 return False
             scope = cycle.scope
             method = scope["method"]
