@@ -161,18 +161,30 @@ def _code_names(code: types.CodeType) -> set[str]:
     return names
 
 
+def _own_names(owner: type, method: str) -> frozenset[str] | None:
+    """Every name ``owner``'s own ``method`` (not an inherited one) uses, nested code included; None if it has
+    no such method."""
+    code = getattr(owner.__dict__.get(method), "__code__", None)
+    return frozenset(_code_names(code)) if isinstance(code, types.CodeType) else None
+
+
+def _reviewed_cycle(owner: type, module_name: str, send_names: frozenset[str]) -> types.ModuleType | None:
+    """The module of ``owner`` if it is the request cycle of ``module_name`` an accelerator was written against:
+    its own ``send`` uses exactly ``send_names``, its ``receive`` takes the body from ``body`` and
+    ``more_body``. Else None."""
+    if owner.__module__ != module_name or owner.__name__ != _CYCLE or _own_names(owner, "send") != send_names:
+        return None
+    receive = _own_names(owner, "receive")
+    if receive is None or not {"body", "more_body"} <= receive:
+        return None  # the request body is not where the accelerator looks for it
+    return sys.modules.get(module_name)
+
+
 def _reviewed(owner: type) -> bool:
     """Whether ``owner`` is the httptools request cycle write_plain was written against."""
-    if owner.__module__ != _HTTPTOOLS_MODULE or owner.__name__ != _CYCLE:
+    module = _reviewed_cycle(owner, _HTTPTOOLS_MODULE, _REVIEWED_SEND_NAMES)
+    if module is None:
         return False
-    module = sys.modules.get(owner.__module__)
-    send = owner.__dict__.get("send")  # its own, not inherited
-    code = getattr(send, "__code__", None)
-    if module is None or not isinstance(code, types.CodeType) or _code_names(code) != _REVIEWED_SEND_NAMES:
-        return False
-    receive = getattr(owner.__dict__.get("receive"), "__code__", None)
-    if not isinstance(receive, types.CodeType) or not {"body", "more_body"} <= _code_names(receive):
-        return False  # the request body is not where write_plain looks for it
     table = getattr(module, "STATUS_LINE", None)
     names, values = getattr(module, "HEADER_RE", None), getattr(module, "HEADER_VALUE_RE", None)
     if not isinstance(table, dict) or not all(type(table.get(s)) is bytes for s in range(200, 600)):
@@ -347,17 +359,10 @@ def _h11_plain(owner: type) -> PlainAccelerator | None:
     The response's three h11 events (``Response``, ``Data``, ``EndOfMessage``) are made by the cycle's
     own ``h11.Connection``, as uvicorn's ``send`` makes them, and their bytes go out in one
     ``transport.write`` instead of two; the cycle is then completed as uvicorn's ``send`` completes it."""
-    if owner.__module__ != _H11_MODULE or owner.__name__ != _CYCLE:
+    module = _reviewed_cycle(owner, _H11_MODULE, _REVIEWED_H11_SEND_NAMES)
+    if module is None:
         return None
-    module = sys.modules.get(_H11_MODULE)
-    send_function = owner.__dict__.get("send")  # its own, not inherited
-    code = getattr(send_function, "__code__", None)
-    if module is None or not isinstance(code, types.CodeType) or _code_names(code) != _REVIEWED_H11_SEND_NAMES:
-        return None
-    receive_function = owner.__dict__.get("receive")
-    receive_code = getattr(receive_function, "__code__", None)
-    if not isinstance(receive_code, types.CodeType) or not {"body", "more_body"} <= _code_names(receive_code):
-        return None  # the request body is not where this looks for it
+    send_function, receive_function = owner.__dict__["send"], owner.__dict__["receive"]
     h11: Any = getattr(module, "h11", None)
     phrases, close_header = getattr(module, "STATUS_PHRASES", None), getattr(module, "CLOSE_HEADER", None)
     if not isinstance(phrases, dict) or not isinstance(close_header, tuple):
@@ -417,7 +422,7 @@ def _h11_plain(owner: type) -> PlainAccelerator | None:
         cycle.transport.write(b"".join((head, data, tail)))
         cycle.response_complete = True
         cycle.message_event.set()
-        if conn.our_state is must_close or not cycle.keep_alive:
+        if conn.our_state is must_close:  # (a cycle not kept alive never got here: _ready_cycle)
             conn.send(closed())
             cycle.transport.close()
         cycle.on_response()
@@ -467,9 +472,7 @@ def _websocket_sender(owner: type) -> WebsocketSenderProbe | None:
     probe that makes a connection's frame writer. Else None."""
     if owner.__module__ != _SANSIO_MODULE or owner.__name__ != _SANSIO:
         return None
-    send_function = owner.__dict__.get("send")  # its own, not inherited
-    code = getattr(send_function, "__code__", None)
-    if not isinstance(code, types.CodeType) or _code_names(code) != _REVIEWED_WEBSOCKET_SEND_NAMES:
+    if _own_names(owner, "send") != _REVIEWED_WEBSOCKET_SEND_NAMES:
         return None
     # The guards' flags are kept by the protocol's callbacks: the connection lost sets ``disconnected``
     # (and ``writable``), flow control clears and sets ``writable``.
@@ -478,9 +481,10 @@ def _websocket_sender(owner: type) -> WebsocketSenderProbe | None:
         ("pause_writing", {"writable"}),
         ("resume_writing", {"writable"}),
     ):
-        callback = getattr(owner.__dict__.get(method), "__code__", None)
-        if not isinstance(callback, types.CodeType) or not names <= _code_names(callback):
+        used = _own_names(owner, method)
+        if used is None or not names <= used:
             return None
+    send_function = owner.__dict__["send"]
     try:
         from websockets.exceptions import InvalidState
     except ImportError:
