@@ -212,6 +212,16 @@ def serve(kind: str, app: str, extra: Sequence[str] = (), env: dict[str, str] | 
         yield server
 
 
+@contextlib.contextmanager
+def fast_and_generic(app: str, args: Sequence[str]) -> Iterator[tuple[Server, Server]]:
+    """Two uvicorn servers of ``app`` with ``args``: the bridge's accelerators on in one, off in the other."""
+    with (
+        Server("uvicorn", app, args, env={"RSGI_BRIDGE_ACCELERATE": "1"}) as fast,
+        Server("uvicorn", app, args, env={"RSGI_BRIDGE_ACCELERATE": "0"}) as generic,
+    ):
+        yield fast, generic
+
+
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:
     """A key and a self-signed certificate for 127.0.0.1 in ``directory`` (made by the openssl command)."""
     key, cert = directory / "key.pem", directory / "cert.pem"

@@ -24,7 +24,7 @@ import websockets
 
 from tests.apps.accel_app import FILES, RESPONSES, STREAMS
 from tests.rawhttp import parse, raw_exchange
-from tests.servers import Server, wait_for
+from tests.servers import Server, fast_and_generic, wait_for
 
 APP = "tests.apps.accel_app:asgi"
 HTTPTOOLS = ["--http", "httptools"]
@@ -38,20 +38,14 @@ _DATE = re.compile(rb"\r\ndate: [^\r\n]*\r\n")
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[Server, Server]]:
-    with (
-        Server("uvicorn", APP, HTTPTOOLS, env={"RSGI_BRIDGE_ACCELERATE": "1"}) as fast,
-        Server("uvicorn", APP, HTTPTOOLS, env={"RSGI_BRIDGE_ACCELERATE": "0"}) as generic,
-    ):
-        yield fast, generic
+    with fast_and_generic(APP, HTTPTOOLS) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
 def h11_servers() -> Iterator[tuple[Server, Server]]:
-    with (
-        Server("uvicorn", APP, H11, env={"RSGI_BRIDGE_ACCELERATE": "1"}) as fast,
-        Server("uvicorn", APP, H11, env={"RSGI_BRIDGE_ACCELERATE": "0"}) as generic,
-    ):
-        yield fast, generic
+    with fast_and_generic(APP, H11) as pair:
+        yield pair
 
 
 @pytest.fixture(params=["httptools", "h11"])
@@ -265,10 +259,7 @@ def test_post_echo_sizes(plain_servers: tuple[Server, Server]) -> None:
 )
 def test_guards_leave_it_to_uvicorn(extra: list[str], why: str) -> None:
     """With the access log on the accelerator stands aside, on either protocol (and the bytes still match)."""
-    with (
-        Server("uvicorn", APP, [*HTTPTOOLS, *extra], env={"RSGI_BRIDGE_ACCELERATE": "1"}) as fast,
-        Server("uvicorn", APP, [*HTTPTOOLS, *extra], env={"RSGI_BRIDGE_ACCELERATE": "0"}) as generic,
-    ):
+    with fast_and_generic(APP, [*HTTPTOOLS, *extra]) as (fast, generic):
         same_bytes(
             fast,
             generic,
@@ -341,10 +332,7 @@ def test_the_option_and_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_uvicorn_default_header_options(extra: list[str], http: list[str]) -> None:
     """uvicorn's own default headers (``--header``, ``--no-server-header``, ``--no-date-header``) come out
     as uvicorn writes them, through the accelerator."""
-    with (
-        Server("uvicorn", APP, [*http, *extra], env={"RSGI_BRIDGE_ACCELERATE": "1"}) as fast,
-        Server("uvicorn", APP, [*http, *extra], env={"RSGI_BRIDGE_ACCELERATE": "0"}) as generic,
-    ):
+    with fast_and_generic(APP, [*http, *extra]) as (fast, generic):
         got = same_bytes(
             fast,
             generic,

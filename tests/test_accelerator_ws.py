@@ -26,7 +26,7 @@ import websockets
 
 from rsgi_bridge.errors import ProtocolClosed
 from tests.apps.accel_ws_app import FLOOD_FRAME, FLOOD_FRAMES, SCRIPTS
-from tests.servers import Server, wait_for
+from tests.servers import Server, fast_and_generic, wait_for
 
 APP = "tests.apps.accel_ws_app:asgi"
 SANSIO = ["--ws", "websockets-sansio"]
@@ -36,11 +36,8 @@ _KEY = base64.b64encode(b"rsgi-bridge-test").decode()
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[Server, Server]]:
-    with (
-        Server("uvicorn", APP, SANSIO, env={"RSGI_BRIDGE_ACCELERATE": "1"}) as fast,
-        Server("uvicorn", APP, SANSIO, env={"RSGI_BRIDGE_ACCELERATE": "0"}) as generic,
-    ):
-        yield fast, generic
+    with fast_and_generic(APP, SANSIO) as pair:
+        yield pair
 
 
 def frame(opcode: int, payload: bytes) -> bytes:

@@ -37,28 +37,23 @@ LAST_READ: list[str] = []
 _make_writers = uvicorn_seam._writers
 
 
+def _counted(write: Any, counter: list[int]) -> Any:
+    """``write``, adding to ``counter`` each time it wrote (returned True)."""
+
+    def counting(*args: Any) -> bool:
+        done = write(*args)
+        counter[0] += done
+        return bool(done)
+
+    return counting
+
+
 def _counting_writers(owner: type) -> Any:
     writers = _make_writers(owner)
     if writers is None:
         return None
     write_plain, start_stream, write_chunk = writers
-
-    def plain(*args: Any) -> bool:
-        done = write_plain(*args)
-        COUNT[0] += done
-        return done
-
-    def stream(*args: Any) -> bool:
-        done = start_stream(*args)
-        STREAM_COUNT[0] += done
-        return done
-
-    def chunk(*args: Any) -> bool:
-        done = write_chunk(*args)
-        CHUNK_COUNT[0] += done
-        return done
-
-    return plain, stream, chunk
+    return _counted(write_plain, COUNT), _counted(start_stream, STREAM_COUNT), _counted(write_chunk, CHUNK_COUNT)
 
 
 uvicorn_seam._writers = _counting_writers  # type: ignore[assignment]
@@ -67,15 +62,7 @@ _make_h11_plain = uvicorn_seam._h11_plain
 
 def _counting_h11_plain(owner: type) -> Any:
     write_plain = _make_h11_plain(owner)
-    if write_plain is None:
-        return None
-
-    def plain(*args: Any) -> bool:
-        done = write_plain(*args)
-        COUNT[0] += done
-        return done
-
-    return plain
+    return None if write_plain is None else _counted(write_plain, COUNT)
 
 
 uvicorn_seam._h11_plain = _counting_h11_plain  # type: ignore[assignment]
