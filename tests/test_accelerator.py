@@ -473,6 +473,15 @@ def test_a_response_leaves_when_set_as_on_granian(servers: tuple[Server, Server]
     assert not answered_while_held(generic, tmp_path, "generic-stream", "/hold-stream")
 
 
+def test_a_plain_response_leaves_when_set_on_h11(h11_servers: tuple[Server, Server], tmp_path: Path) -> None:
+    """On uvicorn's h11 protocol too, a plain response leaves inside ``response_str``, as on Granian (compared
+    in the test above); a stream's start, not accelerated on h11, at the app's next await."""
+    fast, generic = h11_servers
+    assert answered_while_held(fast, tmp_path, "fast")
+    assert not answered_while_held(fast, tmp_path, "fast-stream", "/hold-stream")
+    assert not answered_while_held(generic, tmp_path, "generic")
+
+
 @pytest.mark.parametrize("body", [b"", b"the request body"])
 def test_the_body_read_after_a_plain_response(plain_servers: tuple[Server, Server], body: bytes) -> None:
     """An app that responds, then reads its body, gets it (b"" for none), as on Granian: the accelerator
